@@ -1,0 +1,123 @@
+"""Atomic artifact writing and config fingerprints (the DESIGN's artifact contract).
+
+Every artifact is written to a temporary sibling and renamed into place, so an interrupted run never leaves a
+file or folder that looks finished. A stage records the hash of its resolved config next to its outputs; a re-run
+with the same hash is skipped (resume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGE_DONE_FILE = "_stage.json"
+
+
+def _tmp_sibling(path: Path, is_dir: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.tmp-"
+    if is_dir:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path; on success it is renamed to ``path``, on error it is removed."""
+    path = Path(path)
+    tmp = _tmp_sibling(path, is_dir=False)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` as a whole once the block succeeds.
+
+    On error the temporary directory is deleted and an existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    tmp = _tmp_sibling(path, is_dir=True)
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def write_yaml(path: str | Path, obj: Any) -> None:
+    write_text(path, yaml.safe_dump(to_plain(obj), sort_keys=False, allow_unicode=True))
+
+
+def _json_default(o: Any) -> Any:
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses, paths and numpy scalars to plain YAML/JSON types."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def config_hash(obj: Any) -> str:
+    """A short stable fingerprint of a resolved config (dataclass or dict)."""
+    blob = json.dumps(to_plain(obj), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def mark_stage_done(out_dir: str | Path, stage: str, config: Any) -> None:
+    """Record that ``stage`` finished in ``out_dir`` with this resolved config (the resume marker)."""
+    write_json(Path(out_dir) / STAGE_DONE_FILE, {"stage": stage, "config_hash": config_hash(config),
+                                                 "config": to_plain(config)})
+
+
+def stage_is_done(out_dir: str | Path, config: Any) -> bool:
+    """True when ``out_dir`` holds finished outputs produced by exactly this resolved config."""
+    marker = Path(out_dir) / STAGE_DONE_FILE
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text())["config_hash"] == config_hash(config)
+    except (json.JSONDecodeError, KeyError):
+        return False

@@ -1,0 +1,334 @@
+"""Loaders from each supported source layout into one raw form: items, reviews and user sequences.
+
+Sources: Amazon 2018 raw (reviews_*.json(.gz) + meta_*.json(.gz), JSON or Python-literal lines), Amazon 2023 raw
+(McAuley-Lab jsonl), the MiniOneRec processed layout (its own valid/test split files), the ICLRec/S3Rec sequence
+file (``Beauty.txt`` + item titles), and the LC-Rec/LETTER layout (``<Name>.inter.json`` + ``<Name>.item.json``).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidrec.data.readers import ReadReport, iter_records, require
+from sidrec.data.split import Samples, UserSequence
+from sidrec.errors import InputError
+
+ITEM_FIELDS = ("item_id", "title", "description", "categories", "brand", "price")
+
+
+@dataclass
+class RawDataset:
+    """What a source yields before filtering and splitting.
+
+    ``fixed_splits`` is set only by sources that ship their own split (MiniOneRec); then ``train_sequences``
+    holds the interactions a model may train on.
+    """
+
+    items: dict[str, dict[str, Any]]
+    reviews: list[dict[str, Any]]
+    sequences: list[UserSequence]
+    fixed_splits: dict[str, Samples] | None = None
+    train_sequences: dict[str, list[str]] | None = None
+    ground_truth: dict[str, Any] | None = None
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def make_item(item_id: str, title: Any = "", description: Any = "", categories: Any = None, brand: Any = "",
+              price: Any = None) -> dict[str, Any]:
+    """Normalise one item to the canonical schema (lists joined, prices parsed, whitespace collapsed)."""
+    return {"item_id": str(item_id), "title": _text(title), "description": _text(description),
+            "categories": _categories(categories), "brand": _text(brand), "price": _price(price)}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        value = " ".join(_text(v) for v in value)
+    return re.sub(r"\s+", " ", str(value)).strip()
+
+
+def _categories(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [c.strip() for c in value.split(",") if c.strip()]
+    out: list[str] = []
+    for v in value:  # 2014 meta nests lists of category paths
+        for c in (v if isinstance(v, (list, tuple)) else [v]):
+            c = _text(c)
+            if c and c not in out:
+                out.append(c)
+    return out
+
+
+def _price(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.search(r"\d+(?:[.,]\d+)?", str(value).replace(",", ""))
+    return float(m.group(0)) if m else None
+
+
+def add_item(items: dict[str, dict[str, Any]], item: dict[str, Any], path: str | Path, line: int | None) -> None:
+    """Insert ``item``; an identical duplicate is ignored, a conflicting one is an error naming both places."""
+    old = items.get(item["item_id"])
+    if old is None:
+        items[item["item_id"]] = {**item, "_where": f"{path}:{line}" if line else str(path)}
+        return
+    if {k: old[k] for k in ITEM_FIELDS} != item:
+        diff = [k for k in ITEM_FIELDS if old[k] != item[k]]
+        raise InputError(f"duplicate item id {item['item_id']!r} with conflicting metadata ({', '.join(diff)}); "
+                         f"first defined at {old['_where']}", path, line)
+
+
+def sequences_from_interactions(rows: list[tuple[str, str, int]]) -> list[UserSequence]:
+    """(user, item, timestamp) rows -> chronological sequences; repeated (user, item) pairs keep the first."""
+    by_user: dict[str, list[tuple[int, int, str]]] = {}
+    for order, (user, item, ts) in enumerate(rows):
+        by_user.setdefault(user, []).append((ts, order, item))
+    out = []
+    for user in sorted(by_user):
+        seen: set[str] = set()
+        items, stamps = [], []
+        for ts, _, item in sorted(by_user[user]):
+            if item in seen:
+                continue
+            seen.add(item)
+            items.append(item)
+            stamps.append(ts)
+        out.append(UserSequence(user, items, stamps))
+    return out
+
+
+def load_amazon2018(reviews: str | Path, meta: str | Path | None, lenient: bool = False) -> RawDataset:
+    """Amazon Review Data 2018 (and 2014): reviews with reviewerID/asin/overall/unixReviewTime."""
+    report = ReadReport(str(reviews))
+    review_rows, interactions = [], []
+    for line, r in iter_records(reviews, lenient, report):
+        require(r, ("reviewerID", "asin"), reviews, line)
+        if r.get("unixReviewTime") is None:
+            raise InputError("missing required field 'unixReviewTime'", reviews, line)
+        ts = int(r["unixReviewTime"])
+        text = " ".join(x for x in (_text(r.get("summary")), _text(r.get("reviewText"))) if x)
+        review_rows.append({"user_id": str(r["reviewerID"]), "item_id": str(r["asin"]),
+                            "rating": float(r.get("overall") or 0.0), "text": text, "timestamp": ts})
+        interactions.append((str(r["reviewerID"]), str(r["asin"]), ts))
+    items: dict[str, dict[str, Any]] = {}
+    reports = [report.as_dict()]
+    notes = []
+    if meta is not None:
+        meta_report = ReadReport(str(meta))
+        for line, m in iter_records(meta, lenient, meta_report):
+            require(m, ("asin",), meta, line)
+            add_item(items, make_item(m["asin"], m.get("title"), m.get("description"),
+                                      m.get("category") or m.get("categories"), m.get("brand"), m.get("price")),
+                     meta, line)
+        reports.append(meta_report.as_dict())
+    else:
+        notes.append("no metadata file: items have empty titles and descriptions")
+    for _, item, _ in interactions:
+        if item not in items:
+            items[item] = {**make_item(item), "_where": str(reviews)}
+    return RawDataset(items, review_rows, sequences_from_interactions(interactions), reports=reports, notes=notes)
+
+
+def load_amazon2023(reviews: str | Path, meta: str | Path | None, lenient: bool = False) -> RawDataset:
+    """Amazon Reviews 2023 (McAuley-Lab): reviews keyed by user_id/parent_asin with millisecond timestamps."""
+    report = ReadReport(str(reviews))
+    review_rows, interactions = [], []
+    for line, r in iter_records(reviews, lenient, report):
+        require(r, ("user_id", "timestamp"), reviews, line)
+        item = r.get("parent_asin") or r.get("asin")
+        if not item:
+            raise InputError("missing required field 'parent_asin'", reviews, line)
+        ts = int(r["timestamp"])
+        text = " ".join(x for x in (_text(r.get("title")), _text(r.get("text"))) if x)
+        review_rows.append({"user_id": str(r["user_id"]), "item_id": str(item),
+                            "rating": float(r.get("rating") or 0.0), "text": text, "timestamp": ts})
+        interactions.append((str(r["user_id"]), str(item), ts))
+    items: dict[str, dict[str, Any]] = {}
+    reports = [report.as_dict()]
+    if meta is not None:
+        meta_report = ReadReport(str(meta))
+        for line, m in iter_records(meta, lenient, meta_report):
+            require(m, ("parent_asin",), meta, line)
+            description = list(m.get("description") or []) + list(m.get("features") or [])
+            add_item(items, make_item(m["parent_asin"], m.get("title"), description,
+                                      m.get("categories") or ([m["main_category"]] if m.get("main_category") else []),
+                                      m.get("store") or (m.get("details") or {}).get("Brand"), m.get("price")),
+                     meta, line)
+        reports.append(meta_report.as_dict())
+    for _, item, _ in interactions:
+        if item not in items:
+            items[item] = {**make_item(item), "_where": str(reviews)}
+    return RawDataset(items, review_rows, sequences_from_interactions(interactions), reports=reports)
+
+
+def _literal_list(value: str, path: Path, line: int, column: str) -> list:
+    try:
+        out = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise InputError(f"column '{column}' is not a Python list literal: {value[:60]!r}", path, line) from None
+    if not isinstance(out, list):
+        raise InputError(f"column '{column}' should be a list, got {type(out).__name__}", path, line)
+    return out
+
+
+def _minionerec_file(root: Path, split: str, dataset: str) -> Path:
+    folder = root / split
+    matches = sorted(folder.glob(f"{dataset}*.csv")) if folder.is_dir() else []
+    if not matches:
+        raise InputError(f"no {split} csv for dataset {dataset!r} (expected {folder}/{dataset}*.csv)")
+    return matches[0]
+
+
+def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawDataset:
+    """MiniOneRec's processed layout: ``index/<D>.item.json`` plus ``valid``/``test`` csv files (time split).
+
+    The source's ``train`` csv may be absent; then the training samples are reconstructed from the valid and
+    test histories: each user's rows are stitched in file order into one sequence, and every (prefix -> next)
+    pair whose next item is not itself a valid or test target becomes a training sample.
+    ``sample_id`` of a valid/test sample is its 0-based row in the source file.
+    """
+    root = Path(root)
+    item_file = root / "index" / f"{dataset}.item.json"
+    if not item_file.is_file():
+        raise InputError(f"item file not found (expected {item_file})")
+    try:
+        raw_items = json.loads(item_file.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON ({e.msg})", item_file, e.lineno) from None
+    items: dict[str, dict[str, Any]] = {}
+    for item_id, meta in raw_items.items():
+        description = meta.get("description") or ""
+        if isinstance(description, str) and description.startswith("["):
+            try:
+                description = ast.literal_eval(description)
+            except (ValueError, SyntaxError):
+                pass
+        items[str(item_id)] = make_item(item_id, meta.get("title"), description, meta.get("categories"),
+                                        meta.get("brand"))
+    fixed: dict[str, Samples] = {}
+    stitched: dict[str, list[str]] = {}
+    first_eval_pos: dict[str, int] = {}
+    mismatches = 0
+    notes = []
+    for split in ("valid", "test"):
+        path = _minionerec_file(root, split, dataset)
+        samples = Samples.empty()
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"user_id", "history_item_id", "item_id"} - set(reader.fieldnames or [])
+            if missing:
+                raise InputError(f"missing column(s) {sorted(missing)}", path, 1)
+            for row_no, row in enumerate(reader):
+                line = row_no + 2
+                history = [str(i) for i in _literal_list(row["history_item_id"], path, line, "history_item_id")]
+                target = str(row["item_id"]).strip()
+                for item in history + [target]:
+                    if item not in items:
+                        raise InputError(f"item {item!r} is not in {item_file.name}", path, line)
+                user = str(row["user_id"])
+                samples.sample_id.append(row_no)
+                samples.user_id.append(user)
+                samples.history.append(history[-max_history:] if max_history > 0 else history)
+                samples.target.append(target)
+                seq = stitched.get(user)
+                if seq is None:
+                    stitched[user] = history + [target]
+                    first_eval_pos[user] = len(history)
+                    continue
+                k = min(len(seq), len(history))
+                if seq[len(seq) - k:] != history[len(history) - k:]:
+                    mismatches += 1
+                seq.append(target)
+        fixed[split] = samples
+    if mismatches:
+        notes.append(f"{mismatches} rows whose history did not continue the user's stitched sequence")
+    train = Samples.empty()
+    train_sequences: dict[str, list[str]] = {}
+    sequences = []
+    for user in sorted(stitched):
+        seq = stitched[user]
+        pre = seq[: first_eval_pos[user]]
+        train_sequences[user] = pre
+        for t in range(1, len(pre)):
+            train.add(user, pre[:t], pre[t], max_history)
+        sequences.append(UserSequence(user, seq, list(range(len(seq)))))
+    fixed["train"] = train
+    notes.append("train split reconstructed from valid/test histories (the source train csv is not used); "
+                 "published tables used the full train file")
+    return RawDataset(items, [], sequences, fixed_splits={k: fixed[k] for k in ("train", "valid", "test")},
+                      train_sequences=train_sequences, notes=notes)
+
+
+def load_seqfile(path: str | Path, items_tsv: str | Path | None) -> RawDataset:
+    """ICLRec/S3Rec sequence file: one line per user ``user item item ...`` (chronological), plus an optional
+    ``item_id<TAB>asin<TAB>title`` table."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path)
+    sequences = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise InputError("expected 'user_id item_id [item_id ...]'", path, line_no)
+            sequences.append(UserSequence(parts[0], parts[1:], list(range(len(parts) - 1))))
+    if not sequences:
+        raise InputError("no sequences (empty file)", path)
+    items: dict[str, dict[str, Any]] = {}
+    if items_tsv is not None:
+        items_tsv = Path(items_tsv)
+        if not items_tsv.is_file():
+            raise InputError("file not found", items_tsv)
+        with open(items_tsv, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh, delimiter="\t")
+            header = next(reader, None)
+            if not header or header[0] != "item_id":
+                raise InputError("expected a header 'item_id<TAB>asin<TAB>title'", items_tsv, 1)
+            for line_no, row in enumerate(reader, start=2):
+                if len(row) < 3:
+                    raise InputError(f"expected 3 tab-separated columns, got {len(row)}", items_tsv, line_no)
+                add_item(items, make_item(row[0], row[2]), items_tsv, line_no)
+    for s in sequences:
+        for item in s.item_ids:
+            if item not in items:
+                items[item] = {**make_item(item), "_where": str(path)}
+    return RawDataset(items, [], sequences)
+
+
+def load_lcrec(root: str | Path, dataset: str) -> RawDataset:
+    """LC-Rec / LETTER layout: ``<D>.inter.json`` {user: [item, ...]} and ``<D>.item.json`` {item: meta}."""
+    root = Path(root)
+    inter_file, item_file = root / f"{dataset}.inter.json", root / f"{dataset}.item.json"
+    loaded = []
+    for f in (inter_file, item_file):
+        if not f.is_file():
+            raise InputError("file not found", f)
+        try:
+            loaded.append(json.loads(f.read_text()))
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON ({e.msg})", f, e.lineno) from None
+    inter, raw_items = loaded
+    items = {str(k): make_item(k, v.get("title"), v.get("description"), v.get("categories"), v.get("brand"))
+             for k, v in raw_items.items()}
+    sequences = []
+    for user, seq in inter.items():
+        seq = [str(i) for i in seq]
+        unknown = [i for i in seq if i not in items]
+        if unknown:
+            raise InputError(f"user {user!r} has item {unknown[0]!r} missing from {item_file.name}", inter_file)
+        sequences.append(UserSequence(str(user), seq, list(range(len(seq)))))
+    return RawDataset(items, [], sequences)

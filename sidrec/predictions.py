@@ -1,0 +1,93 @@
+"""The one predictions format every model writes and the evaluator reads (DESIGN: predictions format).
+
+JSON Lines, one object per evaluation sample::
+
+    {"sample_id": 17, "user_id": "A1B2", "target": "B000123", "items": ["B000777", ...], "scores": [...]}
+
+``items`` is the ranked list, best first, item ids of the canonical item table, no duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidrec.artifacts import atomic_path
+from sidrec.errors import InputError
+
+
+@dataclass
+class Prediction:
+    sample_id: int
+    user_id: str
+    target: str
+    items: list[str]
+    scores: list[float] | None = None
+
+    def to_json(self) -> str:
+        obj = {"sample_id": int(self.sample_id), "user_id": self.user_id, "target": self.target,
+               "items": list(self.items)}
+        if self.scores is not None:
+            obj["scores"] = [round(float(s), 6) for s in self.scores]
+        return json.dumps(obj, ensure_ascii=False)
+
+
+def write_predictions(path: str | Path, predictions: Iterable[Prediction]) -> int:
+    """Write predictions atomically; returns how many were written."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for p in predictions:
+            fh.write(p.to_json() + "\n")
+            n += 1
+    return n
+
+
+def predictions_from_ranking(samples, ranked_items: Sequence[Sequence[str]],
+                             scores: Sequence[Sequence[float]] | None = None) -> list[Prediction]:
+    """Zip a split's samples (a ``datasets.Dataset`` or dict of columns) with per-sample ranked item lists."""
+    sample_ids, users, targets = samples["sample_id"], samples["user_id"], samples["target"]
+    if len(ranked_items) != len(sample_ids):
+        raise ValueError(f"{len(ranked_items)} rankings for {len(sample_ids)} samples")
+    return [Prediction(int(sid), str(u), str(t), list(items), None if scores is None else list(scores[i]))
+            for i, (sid, u, t, items) in enumerate(zip(sample_ids, users, targets, ranked_items))]
+
+
+def read_predictions(path: str | Path) -> list[tuple[int, Prediction]]:
+    """Read a predictions file; returns ``(line_number, prediction)`` pairs.
+
+    Raises :class:`InputError` naming file and line for invalid JSON, missing or mistyped fields, or duplicate
+    items within one ranked list. Cross-checks against the dataset happen in the evaluator.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("predictions file not found", path)
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"invalid JSON ({e.msg})", path, line_no) from None
+            if not isinstance(obj, dict):
+                raise InputError("expected a JSON object", path, line_no)
+            for key, kind in (("sample_id", int), ("target", str), ("items", list)):
+                if key not in obj:
+                    raise InputError(f"missing required field '{key}'", path, line_no)
+                if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
+                    raise InputError(f"field '{key}' must be {kind.__name__}", path, line_no)
+            items = [str(i) for i in obj["items"]]
+            if len(set(items)) != len(items):
+                dup = next(i for i in items if items.count(i) > 1)
+                raise InputError(f"item {dup!r} appears more than once in 'items'", path, line_no)
+            scores = obj.get("scores")
+            if scores is not None and len(scores) != len(items):
+                raise InputError(f"'scores' has {len(scores)} values for {len(items)} items", path, line_no)
+            out.append((line_no, Prediction(obj["sample_id"], str(obj.get("user_id", "")), obj["target"], items,
+                                            scores)))
+    if not out:
+        raise InputError("no predictions (empty file)", path)
+    return out
