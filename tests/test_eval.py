@@ -1,0 +1,150 @@
+"""Evaluator: metrics against a brute-force reference, validation of predictions, groups, compare."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidrec.data import load_data
+from sidrec.errors import InputError
+from sidrec.eval import compare, evaluate, per_sample_metrics, plot_bars, target_ranks, to_markdown
+from sidrec.predictions import Prediction, write_predictions
+
+
+def brute_force(ranked, target, k):
+    top = ranked[:k]
+    if target not in top:
+        return 0.0, 0.0, 0.0
+    r = top.index(target) + 1
+    return 1.0, 1.0 / math.log2(r + 1), 1.0 / r
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.permutations(list(range(30))), st.integers(0, 40)), min_size=1, max_size=20),
+       st.sampled_from([1, 3, 5, 10, 20]))
+def test_metrics_match_brute_force(cases, k):
+    ranked = [[str(i) for i in perm[: 5 + (t % 25)]] for perm, t in cases]
+    targets = [str(t) for _, t in cases]
+    m = per_sample_metrics(target_ranks(ranked, targets), ks=(k,))
+    for i, (r, t) in enumerate(zip(ranked, targets)):
+        hr, ndcg, mrr = brute_force(r, t, k)
+        assert m[f"HR@{k}"][i] == hr
+        assert m[f"NDCG@{k}"][i] == pytest.approx(ndcg)
+        assert m[f"MRR@{k}"][i] == pytest.approx(mrr)
+
+
+def test_ndcg_at_rank_r():
+    m = per_sample_metrics(np.array([1, 2, 3, 10, 11]), ks=(10,))
+    assert m["NDCG@10"].tolist() == pytest.approx([1.0, 1 / math.log2(3), 0.5, 1 / math.log2(11), 0.0])
+    assert m["HR@10"].tolist() == [1, 1, 1, 1, 0]
+
+
+def _oracle_predictions(data, split, path, hit_every=2, extra=None):
+    """Target at rank 1 for every other sample, absent otherwise."""
+    samples = data.split(split)
+    others = [i for i in data.item_ids]
+    preds = []
+    for row, s in enumerate(samples):
+        items = [i for i in others if i != s["target"]][:20]
+        if row % hit_every == 0:
+            items = [s["target"]] + items[:19]
+        preds.append(Prediction(s["sample_id"], s["user_id"], s["target"], items))
+    if extra:
+        extra(preds)
+    write_predictions(path, preds)
+    return path
+
+
+def test_evaluate_oracle_and_groups(synthetic_data, tmp_path):
+    data = load_data(synthetic_data)
+    p = _oracle_predictions(data, "test", tmp_path / "p.jsonl")
+    m = evaluate(p, data, "test")
+    n = len(data.split("test"))
+    assert m["n_samples"] == n
+    assert m["overall"]["HR@1"] == pytest.approx(math.ceil(n / 2) / n)
+    assert m["overall"]["NDCG@10"] == pytest.approx(m["overall"]["HR@1"])
+    g = m["groups"]
+    assert g["head_items"]["n_samples"] + g["tail_items"]["n_samples"] == n
+    assert g["head_users"]["n_samples"] + g["tail_users"]["n_samples"] == n
+    assert 0 < g["head_users"]["n_samples"] < n
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("unknown_item", "unknown item id 'NOPE'"),
+    ("duplicate_item", "appears more than once"),
+    ("missing_sample", "have no prediction"),
+    ("duplicate_sample", "predicted twice"),
+    ("wrong_target", "differs from the test split"),
+    ("unknown_sample", "is not in the test split"),
+])
+def test_bad_predictions_are_rejected_with_line(synthetic_data, tmp_path, case, expect):
+    data = load_data(synthetic_data)
+
+    def corrupt(preds):
+        if case == "unknown_item":
+            preds[4].items[2] = "NOPE"
+        elif case == "duplicate_item":
+            preds[4].items[2] = preds[4].items[1]
+        elif case == "missing_sample":
+            del preds[4]
+        elif case == "duplicate_sample":
+            preds[5] = preds[4]
+        elif case == "wrong_target":
+            preds[4].target = preds[5].target if preds[5].target != preds[4].target else "S00001"
+        elif case == "unknown_sample":
+            preds[4].sample_id = 10**9
+
+    p = _oracle_predictions(data, "test", tmp_path / "bad.jsonl", extra=corrupt)
+    with pytest.raises(InputError, match=expect) as e:
+        evaluate(p, data, "test")
+    if case not in ("missing_sample",):
+        assert "bad.jsonl:" in str(e.value)
+
+
+def test_missing_samples_count_as_misses_when_allowed(synthetic_data, tmp_path):
+    data = load_data(synthetic_data)
+    p = _oracle_predictions(data, "test", tmp_path / "p.jsonl", hit_every=1, extra=lambda preds: preds.pop(0))
+    m = evaluate(p, data, "test", allow_missing=True)
+    n = len(data.split("test"))
+    assert m["n_missing"] == 1 and m["overall"]["HR@1"] == pytest.approx((n - 1) / n)
+
+
+def test_malformed_json_line(synthetic_data, tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"sample_id": 0, "target": "S00001", "items": []}\n{"sample_id": 1,\n')
+    with pytest.raises(InputError, match=r"p.jsonl:2: invalid JSON"):
+        evaluate(p, synthetic_data, "test")
+
+
+def test_compare_table_pvalues_and_plot(synthetic_data, tmp_path):
+    data = load_data(synthetic_data)
+    good = _oracle_predictions(data, "test", tmp_path / "good.jsonl", hit_every=1)
+    bad = _oracle_predictions(data, "test", tmp_path / "bad.jsonl", hit_every=7)
+    res = compare([bad, good], data, "test")
+    assert res["rows"]["good"]["HR@10"] == 1.0
+    assert res["pvalues"]["good"]["HR@10"] < 1e-6
+    md = to_markdown(res)
+    assert "| good | **1.0000**" in md
+    png = plot_bars(res, tmp_path / "plots" / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_evaluate_writes_metrics(synthetic_data, tmp_path):
+    from click.testing import CliRunner
+
+    from sidrec.cli import cli
+
+    data = load_data(synthetic_data)
+    p = _oracle_predictions(data, "valid", tmp_path / "p.jsonl")
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(cli, ["evaluate", "--predictions", str(p), "--data", str(synthetic_data), "--split",
+                                 "valid", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    m = json.loads(out.read_text())
+    assert m["overall"]["HR@1"] == pytest.approx(math.ceil(len(data.split("valid")) / 2) / len(data.split("valid")))
+    assert set(m["groups"]) == {"head_items", "tail_items", "head_users", "tail_users"}
