@@ -1,0 +1,78 @@
+"""From full-catalogue scores to ranked lists, validation metrics and prediction files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sidrec.baselines.sequences import PAD, EvalSamples
+from sidrec.predictions import Prediction, write_predictions
+
+# scores for a batch of samples: (history (b, L), sample rows (b,)) -> (b, n_items + 1), column 0 = padding
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mask_scores(scores: torch.Tensor, history: torch.Tensor, exclude_history: bool) -> torch.Tensor:
+    """Padding never ranks; history items drop out only when ``exclude_history``. Shapes (b, V), (b, L)."""
+    scores = scores.float().clone()
+    scores[:, PAD] = -torch.inf
+    if exclude_history:
+        scores.scatter_(1, history, -torch.inf)
+        scores[:, PAD] = -torch.inf
+    return scores
+
+
+def iter_topk(score_fn: ScoreFn, samples: EvalSamples, k: int, batch_size: int, exclude_history: bool,
+              device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (top-k indices (b, k), their scores (b, k), 1-based target rank (b,)) per batch, in sample order.
+
+    The rank is over all items (ties counted pessimistically), so validation needs no cut-off.
+    """
+    for start in range(0, len(samples), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(samples)))
+        history = samples.history[rows].to(device)
+        scores = mask_scores(score_fn(history, rows), history, exclude_history)
+        target = samples.target_index[rows].to(device)
+        target_score = scores.gather(1, target[:, None])
+        rank = (scores >= target_score).sum(1)  # includes the target itself
+        top_scores, top_index = scores.topk(min(k, scores.shape[1] - 1), dim=1)
+        yield top_index.cpu(), top_scores.cpu(), rank.cpu()
+
+
+def ranking_metrics(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
+    """HR@K and NDCG@K from 1-based ranks over the whole catalogue (for validation and early stopping)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = ranks <= k
+        out[f"HR@{k}"] = float(hit.mean()) if ranks.size else 0.0
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()) if ranks.size else 0.0
+    return out
+
+
+@torch.no_grad()
+def evaluate_scores(score_fn: ScoreFn, samples: EvalSamples, batch_size: int, exclude_history: bool,
+                    device: torch.device) -> dict[str, float]:
+    ranks = [r for _, _, r in iter_topk(score_fn, samples, 1, batch_size, exclude_history, device)]
+    return ranking_metrics(torch.cat(ranks).numpy() if ranks else np.zeros(0))
+
+
+@torch.no_grad()
+def write_ranked(path: str | Path, score_fn: ScoreFn, samples: EvalSamples, item_ids: list[str], k: int,
+                 batch_size: int, exclude_history: bool, device: torch.device) -> dict[str, float]:
+    """Rank every item for every sample, write the top ``k`` as predictions; returns quick HR/NDCG."""
+    predictions, ranks = [], []
+    for top_index, top_scores, rank in iter_topk(score_fn, samples, k, batch_size, exclude_history, device):
+        start = len(predictions)
+        for j in range(top_index.shape[0]):
+            row = start + j
+            keep = torch.isfinite(top_scores[j])
+            items = [item_ids[i - 1] for i in top_index[j][keep].tolist()]
+            predictions.append(Prediction(samples.sample_id[row], samples.user_id[row], samples.target[row], items,
+                                          top_scores[j][keep].tolist()))
+        ranks.append(rank)
+    write_predictions(path, predictions)
+    return ranking_metrics(torch.cat(ranks).numpy() if ranks else np.zeros(0))
