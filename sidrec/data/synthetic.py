@@ -125,7 +125,7 @@ def generate_synthetic(n_users: int = 1000, n_items: int = 300, seed: int = 0, m
         logits = np.log(cat_pref[item_cat] + 1e-6) + 1.2 * match + 0.8 * np.log(base_pop)
         length = int(min(max_len, min_len + rng.geometric(0.2) - 1))
         seen: list[int] = []
-        for step in range(length):
+        for _ in range(length):
             if seen and rng.random() < 0.55:
                 cand = [j for j in successors[seen[-1]] if j not in seen]
                 if cand:

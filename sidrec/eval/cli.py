@@ -10,14 +10,15 @@ from sidrec.config import click_options, resolve
 from sidrec.eval.evaluator import EvalConfig
 
 
-def metrics_table(metrics: dict, title: str, ks=(1, 3, 5, 10, 20)):
-    """A rich table: rows = overall and groups, columns = HR/NDCG/MRR at each K."""
+def metrics_table(metrics: dict, title: str, ks=(5, 10, 20)):
+    """A rich table: rows = overall and groups, columns = HR/NDCG at each K and MRR@10."""
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("group")
     table.add_column("n", justify="right")
-    cols = [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in ks if f"{m}@{k}" in metrics["overall"]]
+    cols = [f"{m}@{k}" for m in ("HR", "NDCG") for k in ks if f"{m}@{k}" in metrics["overall"]]
+    cols += ["MRR@10"] if "MRR@10" in metrics["overall"] else []
     for c in cols:
         table.add_column(c, justify="right")
     table.add_row("overall", str(metrics["n_samples"]), *[f"{metrics['overall'][c]:.4f}" for c in cols])
@@ -45,7 +46,7 @@ def evaluate(config_path, overrides) -> None:
                            cfg.allow_missing)
     if cfg.out:
         write_json(cfg.out, metrics)
-    Console().print(metrics_table(metrics, f"{Path(cfg.predictions).name} on {cfg.split}", cfg.ks))
+    Console(width=max(120, Console().width)).print(metrics_table(metrics, f"{Path(cfg.predictions).name} on {cfg.split}"))
     if metrics["n_missing"]:
         click.secho(f"{metrics['n_missing']} samples had no prediction and count as misses", fg="yellow")
 
