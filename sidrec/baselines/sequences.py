@@ -1,7 +1,8 @@
-"""Item indexing and batching for the sequential baselines.
+"""Item indexing and training/evaluation tensors for the sequential baselines.
 
 Model item index = row of the canonical item table + 1; index 0 is padding. Sequences are left-padded (the most
-recent item sits in the last position), as in SASRec and BSARec.
+recent item sits in the last position), as in SASRec and BSARec. Every training tensor holds ``labels`` (rows, L):
+the item to predict at each position, 0 where there is no loss.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ class EvalSamples:
         return len(self.target)
 
 
+@dataclass
+class TrainRows:
+    """Training rows: ``inputs`` and ``labels`` (rows, L), ``users`` (rows,) index into the training users."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    users: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
 def encode(item_index: dict[str, int], items: list[str]) -> list[int]:
     """Item ids -> model indices (table row + 1)."""
     return [item_index[i] + 1 for i in items]
@@ -46,44 +59,73 @@ def left_pad(rows: list[list[int]], max_len: int) -> torch.Tensor:
 
 
 def train_sequences(data: CanonicalData) -> tuple[list[str], list[list[int]]]:
-    """(user ids, encoded training sequences) for users with at least two training interactions."""
+    """(user ids, encoded training sequences) of every user with at least one training interaction."""
     users, seqs = [], []
     index = data.item_index
     for user, items in zip(data.train_sequences["user_id"], data.train_sequences["item_ids"], strict=True):
-        if len(items) >= 2:
+        if items:
             users.append(user)
             seqs.append(encode(index, items))
     return users, seqs
 
 
-def sequence_rows(seqs: list[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """SASRec-style rows: input = seq[:-1], labels = seq[1:] (both the last ``max_len``), left-padded.
+def sequence_rows(seqs: list[list[int]], max_len: int) -> TrainRows:
+    """SASRec / GRU4Rec rows: input = seq[:-1], labels = seq[1:], loss at every position.
 
-    Long sequences are cut into consecutive windows so no training interaction is lost.
-    Returns (inputs, labels), each (n_rows, max_len); label 0 = no loss.
+    Sequences longer than ``max_len + 1`` are cut into consecutive windows so no training interaction is lost.
     """
-    inputs, labels = [], []
-    for seq in seqs:
+    inputs, labels, users = [], [], []
+    for u, seq in enumerate(seqs):
         end = len(seq)
         while end > 1:
             start = max(0, end - 1 - max_len)
             inputs.append(seq[start:end - 1])
             labels.append(seq[start + 1:end])
+            users.append(u)
             end = start + 1 if start > 0 else 0
-    return left_pad(inputs, max_len), left_pad(labels, max_len)
+    return TrainRows(left_pad(inputs, max_len), left_pad(labels, max_len), torch.tensor(users, dtype=torch.int64))
 
 
-def prefix_rows(seqs: list[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """BSARec/FMLP-Rec rows: one per (prefix -> next item) pair of each training sequence.
-
-    Returns (inputs (n, max_len) left-padded, targets (n,)).
-    """
-    inputs, targets = [], []
-    for seq in seqs:
+def prefix_rows(seqs: list[list[int]], max_len: int) -> TrainRows:
+    """BSARec / FMLP-Rec rows: one per (prefix -> next item) pair, loss at the last position only."""
+    inputs, targets, users = [], [], []
+    for u, seq in enumerate(seqs):
         for t in range(1, len(seq)):
             inputs.append(seq[max(0, t - max_len):t])
             targets.append(seq[t])
-    return left_pad(inputs, max_len), torch.tensor(targets, dtype=torch.int64)
+            users.append(u)
+    labels = torch.zeros(len(targets), max_len, dtype=torch.int64)
+    labels[:, -1] = torch.tensor(targets, dtype=torch.int64)
+    return TrainRows(left_pad(inputs, max_len), labels, torch.tensor(users, dtype=torch.int64))
+
+
+def cloze_rows(seqs: list[list[int]], max_len: int) -> TrainRows:
+    """BERT4Rec rows: windows of the whole sequence; labels are chosen per batch by :func:`cloze_mask`."""
+    windows, users = [], []
+    for u, seq in enumerate(seqs):
+        if len(seq) < 2:
+            continue
+        end = len(seq)
+        while end > 0:
+            windows.append(seq[max(0, end - max_len):end])
+            users.append(u)
+            end -= max_len
+    padded = left_pad(windows, max_len)
+    return TrainRows(padded, padded.clone(), torch.tensor(users, dtype=torch.int64))
+
+
+def cloze_mask(items: torch.Tensor, mask_prob: float, mask_index: int, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask real items with probability ``mask_prob`` (at least one per row: the last, the next-item case).
+
+    Returns (inputs with [MASK], labels: the hidden item at masked positions, 0 elsewhere).
+    """
+    real = items != PAD
+    chosen = (torch.rand(items.shape, generator=generator) < mask_prob) & real
+    chosen[:, -1] |= ~chosen.any(1) & real[:, -1]
+    inputs = items.masked_fill(chosen, mask_index)
+    labels = items.masked_fill(~chosen, 0)
+    return inputs, labels
 
 
 def eval_samples(data: CanonicalData, split: str, max_len: int) -> EvalSamples:
