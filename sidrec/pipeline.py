@@ -1,0 +1,292 @@
+"""``sidrec pipeline``: prepare -> semantics -> quantize -> align -> sft -> grpo -> decode -> baselines ->
+report, from one YAML file.
+
+Each stage reads its section of the config, writes under the run directory, and records a marker
+``RUN/.pipeline/<stage>.json`` holding the hash of its section *and of every upstream stage's hash*. A stage whose
+marker matches is skipped on re-run (resume); a changed option reruns that stage and everything downstream.
+``--from`` / ``--until`` select a range and ``--force`` redoes the selected stages. Training stages resume from
+their last checkpoint when they were interrupted (SIGKILL included), so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sidrec.artifacts import config_hash, write_json, write_yaml
+from sidrec.config import opt, resolve
+
+log = logging.getLogger("sidrec.pipeline")
+
+STAGES: tuple[str, ...] = ("prepare", "semantics", "quantize", "align", "sft", "grpo", "decode", "baselines",
+                           "report")
+
+
+@dataclass
+class PipelineConfig:
+    """The whole run: one section per stage (each section holds that stage's own options)."""
+
+    run_dir: str = opt("runs/demo", "run directory; every artifact goes below it")
+    seed: int = opt(0, "global seed passed to every stage that has one")
+    data: dict = opt({}, "options of `sidrec data prepare` (minus --out)")
+    semantics: dict = opt({}, "options of `sidrec semantics all` (minus data/out)")
+    quantize: dict = opt({}, "options of `sidrec quantize` (minus data/out)")
+    model: dict = opt({}, "base model: {base_model: path or hub name} or {tiny: {...}} to build one locally")
+    align: dict = opt({}, "options of `sidrec align` (SID tokens, SA-Init, TS-Align data)")
+    sft: dict = opt({}, "SFT options: TRL SFTConfig fields plus sidrec's own")
+    grpo: dict = opt({}, "GRPO options: TRL GRPOConfig fields plus sidrec's own; {enabled: false} skips it")
+    decode: dict = opt({}, "options of `sidrec decode` (backend, beams, topk)")
+    baselines: list = opt([], "list of baseline option mappings, e.g. [{model: sasrec, fusion: id}]")
+    evaluate: dict = opt({}, "evaluation: {split: test}")
+
+    def problems(self) -> list[str]:
+        p = []
+        for i, b in enumerate(self.baselines):
+            if not isinstance(b, dict) or "model" not in b:
+                p.append(f"baselines[{i}]: expected a mapping with a 'model' key")
+        if self.evaluate.get("split", "test") not in ("valid", "test"):
+            p.append("evaluate.split: must be valid or test")
+        return p
+
+
+@dataclass
+class Run:
+    """Paths of one run directory (DESIGN: run directory layout)."""
+
+    cfg: PipelineConfig
+
+    @property
+    def root(self) -> Path:
+        return Path(self.cfg.run_dir)
+
+    def __getattr__(self, name: str) -> Path:  # run.data, run.sids, run.sft, ...
+        if name in ("data", "semantics", "sids", "align", "sft", "grpo", "predictions", "metrics", "plots", "model"):
+            return self.root / name
+        raise AttributeError(name)
+
+    @property
+    def split(self) -> str:
+        return self.cfg.evaluate.get("split", "test")
+
+    @property
+    def generative_model(self) -> Path:
+        """The checkpoint decoding uses: GRPO's when it ran, else SFT's."""
+        grpo_final = self.grpo / "final"
+        return grpo_final if self.cfg.grpo.get("enabled", True) and grpo_final.is_dir() else self.sft / "final"
+
+
+def stage_prepare(run: Run) -> None:
+    from sidrec.data.prepare import PrepareConfig, prepare
+
+    section = {"seed": run.cfg.seed, **run.cfg.data, "out": str(run.data)}
+    prepare(resolve(PrepareConfig, overrides=section))
+
+
+def stage_semantics(run: Run) -> None:
+    from sidrec.semantics import SemanticsConfig, run_semantics
+
+    run_semantics(resolve(SemanticsConfig, overrides={**run.cfg.semantics, "data": str(run.data),
+                                                      "out": str(run.semantics)}))
+
+
+def stage_quantize(run: Run) -> None:
+    from sidrec.quantize import QuantizeConfig, run_quantize
+
+    run_quantize(resolve(QuantizeConfig, overrides={"seed": run.cfg.seed, **run.cfg.quantize,
+                                                    "semantics": str(run.semantics), "data": str(run.data),
+                                                    "out": str(run.sids)}))
+
+
+def stage_align(run: Run) -> None:
+    from sidrec.align import AlignConfig, run_align
+
+    run_align(resolve(AlignConfig, overrides={**run.cfg.align, **_model_source(run), "data": str(run.data),
+                                              "sids": str(run.sids), "semantics": str(run.semantics),
+                                              "out": str(run.align)}))
+
+
+def _model_source(run: Run) -> dict[str, Any]:
+    """The base model for alignment: a hub name / path, or a tiny model built locally from the catalogue."""
+    base = run.cfg.model.get("base_model")
+    if base:
+        return {"base_model": base}
+    from sidrec.align import init_tiny_model
+
+    out = run.root / "model" / "tiny"
+    if not (out / "config.json").is_file():
+        init_tiny_model(run.data, out, seed=run.cfg.seed, **run.cfg.model.get("tiny", {}))
+    return {"base_model": str(out)}
+
+
+def stage_sft(run: Run) -> None:
+    from sidrec.train.sft import run_sft_from_dict
+
+    run_sft_from_dict({"seed": run.cfg.seed, **run.cfg.sft}, align_dir=run.align, data_dir=run.data,
+                      sids_dir=run.sids, output_dir=run.sft)
+
+
+def stage_grpo(run: Run) -> None:
+    if not run.cfg.grpo.get("enabled", True):
+        log.info("grpo disabled in the config")
+        return
+    from sidrec.train.grpo import run_grpo_from_dict
+
+    section = {k: v for k, v in run.cfg.grpo.items() if k != "enabled"}
+    run_grpo_from_dict({"seed": run.cfg.seed, **section}, model_dir=run.sft / "final", align_dir=run.align,
+                       data_dir=run.data, sids_dir=run.sids, output_dir=run.grpo)
+
+
+def stage_decode(run: Run) -> None:
+    from sidrec.decode import DecodeConfig, run_decode
+
+    name = "grpo" if run.generative_model.parent == run.grpo else "sft"
+    run_decode(resolve(DecodeConfig, overrides={**run.cfg.decode, "model": str(run.generative_model),
+                                                "sids": str(run.sids), "data": str(run.data), "split": run.split,
+                                                "out": str(run.predictions / f"{name}.jsonl")}))
+
+
+def stage_baselines(run: Run) -> None:
+    from sidrec.baselines import BaselineConfig, train_baseline
+
+    for spec in run.cfg.baselines:
+        name = spec.get("name") or "_".join(str(spec[k]) for k in ("model", "fusion") if k in spec)
+        options = {k: v for k, v in spec.items() if k != "name"}
+        train_baseline(resolve(BaselineConfig, overrides={"seed": run.cfg.seed, **options, "data": str(run.data),
+                                                          "semantics": str(run.semantics), "split": run.split,
+                                                          "out": str(run.predictions / f"{name}.jsonl")}))
+
+
+def stage_report(run: Run) -> None:
+    from sidrec.eval.report import write_report
+
+    baselines = [b.get("name") or "_".join(str(b[k]) for k in ("model", "fusion") if k in b)
+                 for b in run.cfg.baselines]
+    out = write_report(run.root, run.data, run.split, generative=("sft", "grpo"), baselines=baselines)
+    log.info("report: %s", out)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Run], None]] = {
+    "prepare": stage_prepare, "semantics": stage_semantics, "quantize": stage_quantize, "align": stage_align,
+    "sft": stage_sft, "grpo": stage_grpo, "decode": stage_decode, "baselines": stage_baselines,
+    "report": stage_report,
+}
+# Which config sections each stage's output depends on directly (upstream stages are chained by hash).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "prepare": ("data", "seed"), "semantics": ("semantics",), "quantize": ("quantize", "seed"),
+    "align": ("align", "model", "seed"), "sft": ("sft", "seed"), "grpo": ("grpo", "seed"), "decode": ("decode",),
+    "baselines": ("baselines", "seed", "evaluate"), "report": ("evaluate",),
+}
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "prepare": (), "semantics": ("prepare",), "quantize": ("semantics",), "align": ("quantize",),
+    "sft": ("align",), "grpo": ("sft",), "decode": ("grpo",), "baselines": ("semantics",),
+    "report": ("decode", "baselines"),
+}
+
+
+def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
+    """Hash per stage over its own sections and its upstream stages' hashes."""
+    values = dataclasses.asdict(cfg)
+    hashes: dict[str, str] = {}
+    for stage in STAGES:
+        hashes[stage] = config_hash({"sections": {s: values[s] for s in STAGE_SECTIONS[stage]},
+                                     "upstream": [hashes[u] for u in UPSTREAM[stage]]})
+    return hashes
+
+
+def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | None = None,
+                 force: bool = False) -> Path:
+    """Run the stages from ``start`` to ``until`` (inclusive), skipping finished ones unless forced."""
+    run = Run(cfg)
+    run.root.mkdir(parents=True, exist_ok=True)
+    _log_to_file(run.root / "pipeline.log")
+    write_yaml(run.root / "config.yaml", cfg)
+    names = list(STAGES)
+    lo = names.index(start) if start else 0
+    hi = names.index(until) if until else len(names) - 1
+    hashes = stage_hashes(cfg)
+    markers = run.root / ".pipeline"
+    summary = []
+    for stage in names[lo: hi + 1]:
+        marker = markers / f"{stage}.json"
+        done = marker.is_file() and _read_hash(marker) == hashes[stage]
+        if done and not force and not (start == stage):
+            log.info("[%s] up to date, skipped", stage)
+            summary.append((stage, "skipped", 0.0))
+            continue
+        log.info("[%s] running", stage)
+        t0 = time.perf_counter()
+        STAGE_FUNCTIONS[stage](run)
+        elapsed = time.perf_counter() - t0
+        write_json(marker, {"stage": stage, "hash": hashes[stage], "seconds": round(elapsed, 2)})
+        log.info("[%s] done in %.1f s", stage, elapsed)
+        summary.append((stage, "ran", elapsed))
+    _print_summary(run, summary)
+    return run.root
+
+
+def _read_hash(marker: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(marker.read_text())["hash"]
+    except (ValueError, KeyError):
+        return None
+
+
+def _log_to_file(path: Path) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path.resolve()) for h in root.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(min(root.level or logging.INFO, logging.INFO))
+
+
+def _print_summary(run: Run, summary: list[tuple[str, str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    table = Table(title=f"pipeline {run.root}")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    for stage, status, seconds in summary:
+        table.add_row(stage, status, f"{seconds:.1f}")
+    console.print(table)
+    comparison = run.root / "report.md"
+    if comparison.is_file():
+        text = comparison.read_text()
+        start = text.find("## Comparison")
+        end = text.find("## Head / tail")
+        if start >= 0:
+            console.print(text[start:end].strip())
+        console.print(f"full report: {comparison}")
+
+
+@click.command("pipeline")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Pipeline YAML (e.g. configs/demo.yaml).")
+@click.option("--run-dir", default=None, help="Override run_dir from the config.")
+@click.option("--from", "start", type=click.Choice(STAGES), default=None, help="First stage to run (rerun it).")
+@click.option("--until", type=click.Choice(STAGES), default=None, help="Last stage to run.")
+@click.option("--force", is_flag=True, help="Redo the selected stages even when their outputs are up to date.")
+def pipeline_command(config_path: str, run_dir: str | None, start: str | None, until: str | None,
+                     force: bool) -> None:
+    """Run the whole pipeline from one YAML file; finished stages are skipped on re-run.
+
+    \b
+    sidrec pipeline --config configs/demo.yaml                 # offline demo, synthetic catalogue
+    sidrec pipeline --config configs/industrial.yaml           # ../shared Industrial
+    sidrec pipeline --config configs/demo.yaml --from sft      # redo SFT and everything after it
+    """
+    overrides = {"run_dir": run_dir} if run_dir else {}
+    cfg = resolve(PipelineConfig, config_path, overrides)
+    run_pipeline(cfg, start, until, force)
