@@ -290,3 +290,24 @@ def pipeline_command(config_path: str, run_dir: str | None, start: str | None, u
     overrides = {"run_dir": run_dir} if run_dir else {}
     cfg = resolve(PipelineConfig, config_path, overrides)
     run_pipeline(cfg, start, until, force)
+
+
+@click.command("explain")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Run folder.")
+@click.option("--user", "user_id", required=True, help="User id (as in the data).")
+@click.option("--split", default="test", show_default=True, help="Split whose sample is explained.")
+@click.option("--model", default=None, help="Predictions name (default: grpo, else sft).")
+@click.option("--top", default=5, show_default=True, help="How many recommendations to explain.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def explain_command(run_dir, user_id, split, model, top, as_json) -> None:
+    """Why these items: SID token keywords and sensory attributes shared with the user's history.
+
+    \b
+    sidrec explain --run runs/demo --user U00042
+    """
+    import json
+
+    from sidrec.eval.explain import explain, format_explanation
+
+    result = explain(run_dir, user_id, split, model, top)
+    click.echo(json.dumps(result, indent=2) if as_json else format_explanation(result))

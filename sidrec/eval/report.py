@@ -93,10 +93,9 @@ def sid_examples(run_dir: Path, data: CanonicalData, n_clusters: int = 5, per_cl
     if not sids_file.is_file():
         return []
     sids = json.loads(sids_file.read_text())
-    keywords: dict[str, Any] = {}
-    kw_file = run_dir / "align" / "sid_keywords.json"
-    if kw_file.is_file():
-        keywords = json.loads(kw_file.read_text())
+    from sidrec.eval.explain import token_keywords
+
+    keywords = token_keywords(run_dir / "align" / "sid_keywords.json")
     by_first: dict[int, list[str]] = {}
     for item, codes in sids.items():
         by_first.setdefault(int(codes[0]), []).append(item)
@@ -105,8 +104,6 @@ def sid_examples(run_dir: Path, data: CanonicalData, n_clusters: int = 5, per_cl
     for code, items in sorted(by_first.items(), key=lambda kv: -len(kv[1]))[:n_clusters]:
         token = f"<a_{code}>"
         kw = keywords.get(token, [])
-        if isinstance(kw, dict):
-            kw = kw.get("keywords", [])
         lines.append(f"- `{token}` ({len(items)} items) keywords: {', '.join(map(str, kw[:8])) or 'n/a'}")
         for item in items[:per_cluster]:
             lines.append(f"  - {item}: {titles.get(item, '')[:90]}")
