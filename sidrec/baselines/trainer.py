@@ -1,0 +1,224 @@
+"""The one training loop of the neural baselines.
+
+Adam on ``calculate_loss`` (full-softmax CE over all items by default), validation NDCG@10 over the whole catalogue
+after every ``eval_every`` epochs, early stopping with ``patience``, the best weights kept in memory and in
+``CKPT/best.pt``; the best model then ranks every item for each test sample. ``CKPT`` also receives
+``config.yaml``, ``log.jsonl`` (one line per validation) and ``summary.json`` (times, best epoch, quick metrics).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sidrec.artifacts import atomic_path, config_hash, write_json, write_yaml
+from sidrec.baselines.config import BaselineConfig
+from sidrec.baselines.model import SequentialRecommender
+from sidrec.baselines.ranking import evaluate_scores, write_ranked
+from sidrec.baselines.sequences import (
+    TrainRows,
+    cloze_mask,
+    cloze_rows,
+    eval_samples,
+    left_pad,
+    prefix_rows,
+    sequence_rows,
+    train_sequences,
+)
+from sidrec.data.store import CanonicalData
+
+log = logging.getLogger(__name__)
+RUN_ONLY = ("out", "valid_out", "checkpoint_dir", "device", "force", "eval_batch_size")  # not part of the model
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def model_fingerprint(cfg: BaselineConfig, data: CanonicalData) -> str:
+    view = {k: v for k, v in vars(cfg).items() if k not in RUN_ONLY}
+    view["data"] = str(Path(cfg.data).resolve())
+    view["data_stats"] = {k: data.stats.get(k) for k in ("n_users", "n_items", "samples", "max_history")}
+    return config_hash(view)
+
+
+def build_model(cfg: BaselineConfig, data: CanonicalData, max_len: int, user_seqs: list[list[int]],
+                ckpt: Path, device: torch.device) -> SequentialRecommender:
+    """Backbone + fusion mode -> a recommender (semantic tables read from ``cfg.semantics``)."""
+    from sidrec.baselines import fusion
+    from sidrec.baselines.model import DualViewRecommender, SingleViewRecommender
+    from sidrec.baselines.semantic import load_item_embeddings
+
+    n_items, dim = len(data.item_ids), cfg.hidden_size
+    if cfg.fusion == "id":
+        items = fusion.IdItems(n_items, dim)
+    elif cfg.fusion == "asegr":
+        sensory, known = load_item_embeddings(cfg.semantics, "sensory", data.item_ids)
+        items = fusion.AsegrItems(n_items, dim, sensory, known, cfg.semantic_dropout)
+    elif cfg.fusion == "guided":
+        sensory, known = load_item_embeddings(cfg.semantics, "sensory", data.item_ids)
+        items = fusion.GuidedItems(n_items, dim, cfg.guided_base_dim or dim // 2, sensory, known,
+                                   cfg.semantic_dropout)
+    elif cfg.fusion == "said":
+        from sidrec.baselines.said import said_embeddings
+
+        said_emb, known = said_embeddings(cfg, data, ckpt, device)
+        items = fusion.SaidItems(n_items, dim, said_emb, known, cfg.semantic_dropout)
+    elif cfg.fusion == "llmesr":
+        from sidrec.baselines.retrieval import similar_users
+
+        semantic, known = load_item_embeddings(cfg.semantics, "fused", data.item_ids)
+        neighbors, distill = similar_users(semantic, user_seqs, cfg.llmesr_neighbors, cfg.llmesr_tail_user_frac)
+        return DualViewRecommender(cfg.model, n_items, max_len, cfg, semantic, known,
+                                   user_sequences=left_pad(user_seqs, max_len), neighbors=neighbors,
+                                   distill_users=distill)
+    else:
+        raise ValueError(f"unknown fusion {cfg.fusion!r}")
+    return SingleViewRecommender(cfg.model, items, n_items, max_len, cfg)
+
+
+def training_rows(cfg: BaselineConfig, seqs: list[list[int]], max_len: int) -> TrainRows:
+    if cfg.model == "bert4rec":
+        return cloze_rows(seqs, max_len)
+    return prefix_rows(seqs, max_len) if cfg.resolved_train_mode() == "prefix" else sequence_rows(seqs, max_len)
+
+
+def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device: torch.device) -> Path:
+    """Train (or reuse a finished run of the same options), then write test (and validation) predictions."""
+    ckpt = cfg.checkpoint_path()
+    ckpt.mkdir(parents=True, exist_ok=True)
+    fingerprint = model_fingerprint(cfg, data)
+    summary_path = ckpt / "summary.json"
+    max_len = cfg.max_len or int(data.stats.get("max_history") or 20)
+    generator = seed_everything(cfg.seed)
+    users, seqs = train_sequences(data)
+    model = build_model(cfg, data, max_len, seqs, ckpt, device).to(device)
+    done = _finished(summary_path, fingerprint)
+    if done and not cfg.force and (ckpt / "best.pt").is_file():
+        log.info("%s: reusing the trained model in %s (same options; --force retrains)", cfg.name, ckpt)
+        model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device))
+        summary = done
+    else:
+        write_yaml(ckpt / "config.yaml", cfg)
+        summary = _fit(cfg, data, model, training_rows(cfg, seqs, max_len), max_len, generator, ckpt, device)
+        summary["fingerprint"] = fingerprint
+    model.eval()
+    scores = _score_fn(model)
+    quick = {}
+    for split, path in (("test", out), ("valid", cfg.valid_out)):
+        if path is None:
+            continue
+        t0 = time.perf_counter()
+        quick[split] = write_ranked(path, scores, eval_samples(data, split, max_len), data.item_ids, cfg.topk,
+                                    cfg.eval_batch_size, cfg.exclude_history, device)
+        log.info("%s %s (%.1fs): %s", cfg.name, split, time.perf_counter() - t0,
+                 " ".join(f"{k}={v:.4f}" for k, v in quick[split].items()))
+    summary["quick_metrics"] = quick
+    summary["predictions"] = {"test": str(out), "valid": cfg.valid_out}
+    write_json(summary_path, summary)
+    return out
+
+
+def _finished(summary_path: Path, fingerprint: str) -> dict | None:
+    if not summary_path.is_file():
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return summary if summary.get("fingerprint") == fingerprint else None
+
+
+def _score_fn(model: SequentialRecommender):
+    return lambda history, rows: model.full_sort_predict(history)
+
+
+def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender, rows: TrainRows, max_len: int,
+         generator: torch.Generator, ckpt: Path, device: torch.device) -> dict:
+    valid = eval_samples(data, "valid", max_len)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_params = sum(p.numel() for p in params)
+    log.info("%s: %d training rows, %d validation samples, %d items, %s trainable parameters, device %s",
+             cfg.name, len(rows), len(valid), model.n_items, f"{n_params:,}", device)
+    best = {"ndcg": -1.0, "epoch": 0, "metrics": {}}
+    best_state = copy.deepcopy(model.state_dict())
+    stale, epoch, history = 0, 0, []
+    train_seconds, eval_seconds = 0.0, 0.0
+    started = time.perf_counter()
+    log_path = ckpt / "log.jsonl"
+    log_path.write_text("")
+    stop_reason = "max epochs"
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(rows), generator=generator)
+        total, batches = 0.0, 0
+        bar = tqdm(range(0, len(rows), cfg.batch_size), desc=f"{cfg.name} epoch {epoch}", leave=False,
+                   disable=None, mininterval=2.0)
+        for start in bar:
+            idx = order[start:start + cfg.batch_size]
+            batch = {"input": rows.inputs[idx], "labels": rows.labels[idx], "user": rows.users[idx]}
+            if model.cloze:
+                batch["input"], batch["labels"] = cloze_mask(batch["input"], cfg.mask_prob, model.mask_index,
+                                                             generator)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model.calculate_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            total += loss.item()
+            batches += 1
+            bar.set_postfix(loss=f"{total / batches:.4f}", refresh=False)
+        train_seconds += time.perf_counter() - t0
+        out_of_time = cfg.max_minutes is not None and time.perf_counter() - started > 60 * cfg.max_minutes
+        if epoch % cfg.eval_every and epoch != cfg.epochs and not out_of_time:
+            continue
+        t0 = time.perf_counter()
+        model.eval()
+        metrics = evaluate_scores(_score_fn(model), valid, cfg.eval_batch_size, cfg.exclude_history, device)
+        eval_seconds += time.perf_counter() - t0
+        record = {"epoch": epoch, "loss": total / max(1, batches), "valid": metrics,
+                  "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
+        history.append(record)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        improved = metrics["NDCG@10"] > best["ndcg"]
+        log.info("%s epoch %d loss %.4f valid HR@10 %.4f NDCG@10 %.4f%s (%.0fs)", cfg.name, epoch,
+                 record["loss"], metrics["HR@10"], metrics["NDCG@10"], " *" if improved else "",
+                 time.perf_counter() - started)
+        if improved:
+            best = {"ndcg": metrics["NDCG@10"], "epoch": epoch, "metrics": metrics}
+            best_state = copy.deepcopy(model.state_dict())
+            with atomic_path(ckpt / "best.pt") as tmp:
+                torch.save(best_state, tmp)
+            stale = 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                stop_reason = f"no validation improvement for {cfg.patience} evaluations"
+                break
+        if out_of_time:
+            stop_reason = f"time budget of {cfg.max_minutes} minutes"
+            break
+    model.load_state_dict(best_state)
+    log.info("%s: stopped after epoch %d (%s); best epoch %d, valid NDCG@10 %.4f", cfg.name, epoch, stop_reason,
+             best["epoch"], best["ndcg"])
+    return {"config": cfg, "epochs_run": epoch, "best_epoch": best["epoch"], "best_valid": best["metrics"],
+            "stop_reason": stop_reason, "train_seconds": round(train_seconds, 1),
+            "eval_seconds": round(eval_seconds, 1), "seconds_per_epoch": round(train_seconds / max(1, epoch), 2),
+            "trainable_parameters": sum(p.numel() for p in params), "training_rows": len(rows),
+            "device": str(device), "torch_threads": torch.get_num_threads()}
