@@ -110,9 +110,10 @@ class TransformerEncoder(nn.Module):
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=pad_mask.device).tril()
         return torch.zeros(allowed.shape, device=pad_mask.device).masked_fill(~allowed, MASKED)
 
-    def forward(self, item_emb: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, item_emb: torch.Tensor, pad_mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``offset``: leading all-padding columns cut off the batch; positions keep their full-window index."""
         length = item_emb.shape[1]
-        positions = self.position(torch.arange(length, device=item_emb.device))[None]
+        positions = self.position(torch.arange(offset, offset + length, device=item_emb.device))[None]
         x = self.dropout(self.norm(item_emb + positions))
         bias = self.attention_bias(pad_mask).to(x.dtype)
         for block in self.blocks:
@@ -129,7 +130,7 @@ class GRUEncoder(nn.Module):
         self.gru = nn.GRU(dim, dim, num_layers=num_layers, batch_first=True, bias=False)
         self.dense = nn.Linear(dim, dim)
 
-    def forward(self, item_emb: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, item_emb: torch.Tensor, pad_mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
         # Left padding: pad embeddings are zero rows, so the GRU state starts from real items in effect.
         hidden, _ = self.gru(self.dropout(item_emb * pad_mask[..., None]))
         return self.dense(hidden)

@@ -44,6 +44,9 @@ class BaselineConfig:
     train_mode: Literal["auto", "sequence", "prefix"] = opt(
         "auto", "sequence: one row per user, loss at every position; prefix: one row per (prefix -> next) pair, "
                 "loss at the last position (BSARec/FMLP-Rec recipe); auto: prefix for bsarec, sequence otherwise")
+    trim_padding: Literal["auto", "on", "off"] = opt(
+        "auto", "cut all-padding columns off each batch and group training rows of similar length into batches "
+                "(exact for sasrec, bert4rec, gru4rec; changes bsarec's FFT window); auto: on except for bsarec")
     loss: Literal["ce", "sampled"] = opt("ce", "ce: softmax over all items; sampled: softmax over the target and "
                                                "--num-negatives uniform negatives (not for headline numbers)")
     num_negatives: int = opt(100, "negatives per position for --loss sampled")
@@ -120,6 +123,9 @@ class BaselineConfig:
         if out.parent.name == "predictions":
             return out.parent.parent / "baselines" / out.stem
         return out.with_name(out.stem + ".train")
+
+    def resolved_trim(self) -> bool:
+        return self.trim_padding == "on" or (self.trim_padding == "auto" and self.model != "bsarec")
 
     def resolved_train_mode(self) -> str:
         if self.train_mode != "auto":

@@ -29,19 +29,32 @@ class SequentialRecommender(nn.Module):
         self.n_items, self.max_len, self.cloze = n_items, max_len, cloze
         self.loss_kind, self.num_negatives = loss, num_negatives
         self.mask_index = n_items + 1  # BERT4Rec's [MASK] input token (never an output)
+        # Cut leading all-padding columns off a batch (positions keep their full-window index). Exact for
+        # attention with key masking and for the GRU; not for BSARec, whose FFT spans the whole padded window.
+        self.trim_padding = False
 
     # -- to implement -------------------------------------------------------------------------------------
     def item_table(self) -> torch.Tensor:  # (n_items + 1, D)
         raise NotImplementedError
 
-    def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:  # (b, L) -> (b, L, D)
+    def encode(self, seq: torch.Tensor, table: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """(b, L) item indices -> (b, L, D) hidden states; ``offset`` = padding columns trimmed on the left."""
         raise NotImplementedError
+
+    def trim(self, seq: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Drop leading columns that are padding in every row (when ``trim_padding``); returns the offset too."""
+        if not self.trim_padding:
+            return seq, labels, 0
+        used = (seq != PAD).any(0) if labels is None else (seq != PAD).any(0) | (labels != PAD).any(0)
+        first = int(used.nonzero()[0]) if used.any() else seq.shape[1] - 1
+        return seq[:, first:], None if labels is None else labels[:, first:], first
 
     # -- interface -----------------------------------------------------------------------------------------
     def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         table = self.item_table()
-        hidden = self.encode(batch["input"], table)
-        return self.item_loss(hidden, batch["labels"], table) + self.extra_loss(batch, hidden, table)
+        seq, labels, offset = self.trim(batch["input"], batch["labels"])
+        hidden = self.encode(seq, table, offset)
+        return self.item_loss(hidden, labels, table) + self.extra_loss(batch, hidden, table)
 
     def item_loss(self, hidden: torch.Tensor, labels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the label item at each labelled position, over all items or sampled negatives."""
@@ -68,7 +81,8 @@ class SequentialRecommender(nn.Module):
     def user_representation(self, history: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden state at the last position (the next-item query). (b, D)"""
         table = self.item_table() if table is None else table
-        return self.encode(self.inference_input(history), table)[:, -1]
+        seq, _, offset = self.trim(self.inference_input(history))
+        return self.encode(seq, table, offset)[:, -1]
 
     def full_sort_predict(self, history: torch.Tensor) -> torch.Tensor:
         table = self.item_table()
@@ -102,8 +116,8 @@ class SingleViewRecommender(SequentialRecommender):
     def item_table(self) -> torch.Tensor:
         return self.items()
 
-    def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.embed(seq, table, self.mask_emb), seq != PAD)
+    def encode(self, seq: torch.Tensor, table: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return self.encoder(self.embed(seq, table, self.mask_emb), seq != PAD, offset)
 
 
 class CrossAttention(nn.Module):
@@ -158,11 +172,11 @@ class DualViewRecommender(SequentialRecommender):
         semantic_view = self.view_dropout(self.adapter(self.semantic)) * self.known
         return torch.cat([semantic_view, self.ids.weight], 1)  # (n_items + 1, 2 * dim)
 
-    def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    def encode(self, seq: torch.Tensor, table: torch.Tensor, offset: int = 0) -> torch.Tensor:
         emb = self.embed(seq, table, self.mask_emb)
         pad_mask = seq != PAD
-        semantic_h = self.encoder(emb[..., : self.dim], pad_mask)
-        id_h = self.encoder(emb[..., self.dim:], pad_mask)
+        semantic_h = self.encoder(emb[..., : self.dim], pad_mask, offset)
+        id_h = self.encoder(emb[..., self.dim:], pad_mask, offset)
         allowed = pad_mask[:, None, :].expand(-1, seq.shape[1], -1)
         if not self.cloze:
             allowed = allowed & torch.ones(seq.shape[1], seq.shape[1], dtype=torch.bool, device=seq.device).tril()
@@ -186,6 +200,7 @@ class DualViewRecommender(SequentialRecommender):
         pick = torch.randint(0, self.neighbors.shape[1], (len(users),), device=users.device)
         teacher_users = self.neighbors[users, pick]
         with torch.no_grad():
-            teacher = self.encode(self.user_sequences[teacher_users], table.detach())[:, -1]
+            seq, _, offset = self.trim(self.user_sequences[teacher_users])
+            teacher = self.encode(seq, table.detach(), offset)[:, -1]
         student = hidden[rows][:, -1]
         return self.distill_weight * F.mse_loss(student, teacher)

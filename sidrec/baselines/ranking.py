@@ -29,17 +29,28 @@ def iter_topk(score_fn: ScoreFn, samples: EvalSamples, k: int, batch_size: int, 
               device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (top-k indices (b, k), their scores (b, k), 1-based target rank (b,)) per batch, in sample order.
 
-    The rank is over all items (ties counted pessimistically), so validation needs no cut-off.
+    The rank is over all items (ties counted pessimistically), so validation needs no cut-off. Samples are
+    scored in batches of similar history length (less padding to trim) and yielded back in sample order.
     """
+    lengths = (samples.history != PAD).sum(1)
+    by_length = torch.argsort(lengths, stable=True)
+    results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for start in range(0, len(samples), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(samples)))
+        rows = by_length[start:start + batch_size]
         history = samples.history[rows].to(device)
         scores = mask_scores(score_fn(history, rows), history, exclude_history)
         target = samples.target_index[rows].to(device)
         target_score = scores.gather(1, target[:, None])
         rank = (scores >= target_score).sum(1)  # includes the target itself
         top_scores, top_index = scores.topk(min(k, scores.shape[1] - 1), dim=1)
-        yield top_index.cpu(), top_scores.cpu(), rank.cpu()
+        results.append((rows, top_index.cpu(), top_scores.cpu(), rank.cpu()))
+    if not results:
+        return
+    rows = torch.cat([r[0] for r in results])
+    restore = torch.argsort(rows)
+    top_index, top_scores, ranks = (torch.cat([r[i] for r in results])[restore] for i in (1, 2, 3))
+    for start in range(0, len(samples), batch_size):
+        yield top_index[start:start + batch_size], top_scores[start:start + batch_size], ranks[start:start + batch_size]
 
 
 def ranking_metrics(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:

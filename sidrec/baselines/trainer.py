@@ -104,6 +104,7 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
     generator = seed_everything(cfg.seed)
     users, seqs = train_sequences(data)
     model = build_model(cfg, data, max_len, seqs, ckpt, device).to(device)
+    model.trim_padding = cfg.resolved_trim()
     done = _finished(summary_path, fingerprint)
     if done and not cfg.force and (ckpt / "best.pt").is_file():
         log.info("%s: reusing the trained model in %s (same options; --force retrains)", cfg.name, ckpt)
@@ -144,6 +145,20 @@ def _score_fn(model: SequentialRecommender):
     return lambda history, rows: model.full_sort_predict(history)
 
 
+def batch_order(n: int, lengths: torch.Tensor | None, batch_size: int, generator: torch.Generator,
+                pool_batches: int = 50) -> list[torch.Tensor]:
+    """Shuffled batches of row indices. With ``lengths``, rows are sorted by length inside random pools of
+    ``pool_batches`` batches (so little padding survives trimming) and the batches are then shuffled."""
+    if lengths is None:
+        return list(torch.randperm(n, generator=generator).split(batch_size))
+    order = torch.randperm(n, generator=generator)
+    batches = []
+    for pool in order.split(batch_size * pool_batches):
+        pool = pool[torch.argsort(lengths[pool], stable=True)]
+        batches += list(pool.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender, rows: TrainRows, max_len: int,
          generator: torch.Generator, ckpt: Path, device: torch.device) -> dict:
     valid = eval_samples(data, "valid", max_len)
@@ -152,6 +167,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
     n_params = sum(p.numel() for p in params)
     log.info("%s: %d training rows, %d validation samples, %d items, %s trainable parameters, device %s",
              cfg.name, len(rows), len(valid), model.n_items, f"{n_params:,}", device)
+    lengths = ((rows.inputs != 0) | (rows.labels != 0)).sum(1)
     best = {"ndcg": -1.0, "epoch": 0, "metrics": {}}
     best_state = copy.deepcopy(model.state_dict())
     stale, epoch, history = 0, 0, []
@@ -163,12 +179,10 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        order = torch.randperm(len(rows), generator=generator)
         total, batches = 0.0, 0
-        bar = tqdm(range(0, len(rows), cfg.batch_size), desc=f"{cfg.name} epoch {epoch}", leave=False,
-                   disable=None, mininterval=2.0)
-        for start in bar:
-            idx = order[start:start + cfg.batch_size]
+        bar = tqdm(batch_order(len(rows), lengths if model.trim_padding else None, cfg.batch_size, generator),
+                   desc=f"{cfg.name} epoch {epoch}", leave=False, disable=None, mininterval=2.0)
+        for idx in bar:
             batch = {"input": rows.inputs[idx], "labels": rows.labels[idx], "user": rows.users[idx]}
             if model.cloze:
                 batch["input"], batch["labels"] = cloze_mask(batch["input"], cfg.mask_prob, model.mask_index,

@@ -1,0 +1,204 @@
+"""Benchmark constrained SID decoding: torch backend vs transformers generate (+ prefix_allowed_tokens_fn, and +
+the vectorised trie processor), in users/s, against the prefill-only floor. Results: benchmarks/results/.
+
+The same model, prompts and catalogue for every backend in one run. Prompts are SID histories of about
+``--prompt-tokens`` tokens; the catalogue is ``--n-items`` random unique SIDs of ``--levels`` levels over
+``--codebook`` codes. The prefill floor is one forward pass of the whole prompt batch (last-position logits only):
+no decoder can beat it, so ``torch users/s / floor users/s`` is the fraction of the ideal reached.
+
+CPU (tiny Qwen2, 2 layers x 64 hidden; a ratio between backends, not absolute speed):
+    python scripts/bench_decode.py --device cpu --model-shape tiny --beams 10 50
+GPU (random-init Qwen2.5-0.5B shape, bf16; the acceptance setting of issue 4):
+    python scripts/bench_decode.py --device cuda --model-shape qwen2.5-0.5b --n-prompts 64 --prompt-tokens 200 \\
+        --n-items 12000 --levels 3 --codebook 256 --beams 10 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+SHAPES = {
+    # name: Qwen2Config kwargs (vocab_size is max(tokenizer, this))
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=32, vocab_size=0, tie_word_embeddings=False),
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, head_dim=64, vocab_size=151936, tie_word_embeddings=True),
+}
+BACKENDS = ("torch", "hf", "hf-prefix-fn")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--model-shape", choices=sorted(SHAPES), default="tiny")
+    p.add_argument("--n-prompts", type=int, default=64)
+    p.add_argument("--prompt-tokens", type=int, default=200, help="approximate prompt length in tokens")
+    p.add_argument("--n-items", type=int, default=12000)
+    p.add_argument("--levels", type=int, default=3)
+    p.add_argument("--codebook", type=int, default=256)
+    p.add_argument("--beams", type=int, nargs="+", default=[10, 50])
+    p.add_argument("--topk", type=int, default=10, help="items per user (<= beams for the hf backends)")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (all backends)")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is reported")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _best_time(fn, device, repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        result = fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main(args: argparse.Namespace) -> dict:
+    import numpy as np
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from sidrec.decode import recommend
+    from sidrec.decode.tiny import build_tokenizer
+    from sidrec.decode.torch_backend import left_pad, tokenize_prompts
+    from sidrec.sid import SidTable
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    rng = np.random.default_rng(args.seed)
+    codes = np.unique(rng.integers(0, args.codebook, size=(int(args.n_items * 1.1) + 16, args.levels)), axis=0)
+    codes = codes[rng.permutation(len(codes))[:args.n_items]]
+    table = SidTable([f"item{i}" for i in range(len(codes))], codes, codebook_sizes=[args.codebook] * args.levels)
+    tokenizer = build_tokenizer(table)
+    shape = dict(SHAPES[args.model_shape])
+    shape["vocab_size"] = max(shape["vocab_size"], len(tokenizer))
+    torch.manual_seed(args.seed)
+    config = Qwen2Config(**shape, max_position_embeddings=4096, bos_token_id=tokenizer.eos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = Qwen2ForCausalLM(config).to(device=device, dtype=dtype).eval()
+    if args.model_shape == "tiny":  # peaked next-token distributions, as a trained model has
+        with torch.no_grad():
+            model.lm_head.weight.normal_(0.0, 0.5)
+
+    per_item = args.levels + 2  # "<a_x><b_y><c_z>, " is levels tokens + a separator
+    history_len = max(1, (args.prompt_tokens - 8) // per_item)
+    histories = rng.integers(0, len(table.item_ids), size=(args.n_prompts, history_len))
+    prompts = ["User history: " + ", ".join(table.item_sid_string(table.item_ids[i]) for i in row) + ". Next item:"
+               for row in histories]
+    token_lists = tokenize_prompts(tokenizer, prompts)
+    prompt_lengths = [len(t) for t in token_lists]
+
+    ids, mask = left_pad(token_lists, tokenizer.pad_token_id)
+    ids, mask = ids.to(device), mask.to(device)
+
+    def prefill() -> None:
+        with torch.inference_mode():
+            for start in range(0, len(prompts), args.batch_size):
+                sl = slice(start, start + args.batch_size)
+                model(input_ids=ids[sl], attention_mask=mask[sl], logits_to_keep=1)
+
+    prefill()  # warm-up
+    prefill_s, _ = _best_time(prefill, device, args.repeats)
+    rows = []
+    for beams in args.beams:
+        topk = min(args.topk, beams)
+        results = {}
+        for backend in args.backends:
+            def run(backend=backend, beams=beams, topk=topk):
+                return recommend(model, tokenizer, prompts, table, beams=beams, topk=topk, backend=backend,
+                                 batch_size=args.batch_size)
+
+            recommend(model, tokenizer, prompts[:2], table, beams=beams, topk=topk, backend=backend)  # warm-up
+            seconds, ranked = _best_time(run, device, args.repeats)
+            valid = sum(item in table.item_index for r in ranked for item, _ in r)
+            total = sum(len(r) for r in ranked)
+            results[backend] = ranked
+            rows.append({"beams": beams, "backend": backend, "seconds": round(seconds, 4),
+                         "users_per_s": round(len(prompts) / seconds, 2), "items_returned": total,
+                         "valid_items": valid})
+            print(f"beams {beams:3d} {backend:13s} {seconds:8.3f} s  {len(prompts) / seconds:9.1f} users/s  "
+                  f"valid {valid}/{total}", flush=True)
+        if "torch" in results:
+            for backend, ranked in results.items():
+                same_top1 = np.mean([a[:1] and b[:1] and a[0][0] == b[0][0] for a, b in zip(ranked, results["torch"])])
+                next(r for r in rows if r["beams"] == beams and r["backend"] == backend)["top1_agrees_with_torch"] = \
+                    round(float(same_top1), 4)
+    floor = len(prompts) / prefill_s
+    summary = []
+    for beams in args.beams:
+        by = {r["backend"]: r for r in rows if r["beams"] == beams}
+        entry = {"beams": beams}
+        if "torch" in by:
+            entry["torch_fraction_of_prefill_floor"] = round(by["torch"]["users_per_s"] / floor, 4)
+            for other in ("hf-prefix-fn", "hf"):
+                if other in by:
+                    entry[f"torch_over_{other}"] = round(by["torch"]["users_per_s"] / by[other]["users_per_s"], 2)
+        summary.append(entry)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    report = {"benchmark": "decode", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "commit": commit, "device": device_name, "torch": torch.__version__,
+              "config": {**vars(args), "dtype": str(dtype), "model_params": sum(p.numel() for p in model.parameters()),
+                         "prompt_tokens_mean": float(np.mean(prompt_lengths)), "n_items": len(table.item_ids)},
+              "prefill_floor": {"seconds": round(prefill_s, 4), "users_per_s": round(floor, 2)},
+              "results": rows, "summary": summary}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"decode_{device.type}_{args.model_shape}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(_markdown(report))
+    print(_markdown(report))
+    return report
+
+
+def _markdown(report: dict) -> str:
+    cfg = report["config"]
+    lines = [f"# Constrained SID decoding benchmark ({cfg['model_shape']}, {report['device']})", "",
+             f"{report['date']}, commit {report['commit']}, torch {report['torch']}, {cfg['dtype']}, "
+             f"{cfg['model_params']:,} parameters; {cfg['n_prompts']} prompts of ~{cfg['prompt_tokens_mean']:.0f} "
+             f"tokens, {cfg['n_items']:,} items, {cfg['levels']} levels x {cfg['codebook']} codes, top-{cfg['topk']}, "
+             f"batch {cfg['batch_size']}, best of {cfg['repeats']}.", "",
+             f"Prefill-only floor: {report['prefill_floor']['seconds']} s = "
+             f"{report['prefill_floor']['users_per_s']} users/s.", "",
+             "| beams | backend | users/s | seconds | valid items | top-1 = torch |", "|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        lines.append(f"| {r['beams']} | {r['backend']} | {r['users_per_s']} | {r['seconds']} | "
+                     f"{r['valid_items']}/{r['items_returned']} | {r.get('top1_agrees_with_torch', '')} |")
+    lines += ["", "| beams | torch / hf+prefix_fn | torch / hf+processor | torch / prefill floor |", "|---|---|---|---|"]
+    for s in report["summary"]:
+        lines.append(f"| {s['beams']} | {s.get('torch_over_hf-prefix-fn', '')} | {s.get('torch_over_hf', '')} | "
+                     f"{s.get('torch_fraction_of_prefill_floor', '')} |")
+    lines += ["", "Command: `python scripts/bench_decode.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in cfg.items() if k in ("device", "model_shape", "n_prompts", "prompt_tokens", "n_items", "levels",
+                                         "codebook", "beams", "topk", "batch_size", "repeats", "threads")
+        and v is not None) + "`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())

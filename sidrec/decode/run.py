@@ -1,0 +1,116 @@
+"""``sidrec decode``: a trained model + RUN/sids + RUN/data -> predictions JSONL in the shared format."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sidrec.artifacts import config_hash, to_plain, write_json
+from sidrec.config import opt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodeConfig:
+    """Options of ``sidrec decode``."""
+
+    model: str = opt("", "model folder (tokenizer beside it, holding the SID tokens), e.g. RUN/sft/final")
+    sids: str = opt("", "RUN/sids folder or a sids.json file")
+    data: str = opt("", "prepared dataset folder (RUN/data)")
+    backend: Literal["torch", "hf", "hf-prefix-fn", "vllm"] = opt(
+        "torch", "torch (exact beam search, KV cache), hf (generate + trie processor), hf-prefix-fn, vllm")
+    beams: int = opt(50, "beam width")
+    topk: int = opt(20, "items written per sample")
+    split: Literal["valid", "test"] = opt("test", "which split's samples to decode")
+    out: str | None = opt(None, "predictions file (default: RUN/predictions/<model folder name>.jsonl)")
+    batch_size: int = opt(16, "prompts per batch (decode steps run batch_size x beams rows)")
+    device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1 ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("auto", "model dtype (auto: bf16 on GPU)")
+    limit: int | None = opt(None, "decode only the first N samples (smoke runs)")
+    force: bool = opt(False, "redo even when --out was written with the same options")
+
+    def problems(self) -> list[str]:
+        p = [f"{name}: required" for name in ("model", "sids", "data") if not getattr(self, name)]
+        if self.beams < 1 or self.topk < 1 or self.batch_size < 1:
+            p.append("beams, topk, batch_size: must be >= 1")
+        if self.backend in ("hf", "hf-prefix-fn") and self.topk > self.beams:
+            p.append(f"topk ({self.topk}) > beams ({self.beams}): transformers returns at most `beams` sequences; "
+                     "raise --beams or use --backend torch")
+        if self.limit is not None and self.limit < 1:
+            p.append("limit: must be >= 1")
+        return p
+
+    def output_path(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path(self.data).parent / "predictions" / f"{Path(self.model).name}.jsonl"
+
+
+def _load_model(cfg: DecodeConfig):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sidrec.errors import InputError
+
+    if not Path(cfg.model).is_dir():
+        raise InputError("model folder not found", cfg.model)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        cfg.dtype, torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    tokenizer.padding_side = "left"  # not restored on reload (STACK_NOTES)
+    if cfg.backend == "vllm":
+        from sidrec.decode.vllm_backend import make_llm
+
+        return make_llm(cfg.model, dtype=cfg.dtype), tokenizer
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype).to(device).eval()
+    return model, tokenizer
+
+
+def decode(cfg: DecodeConfig) -> Path:
+    """Decode every sample of ``cfg.split`` and write the predictions file; returns its path.
+
+    Skipped (resume) when the file exists and its sidecar ``<out>.config.json`` holds the same config hash.
+    """
+    import json
+
+    from sidrec.data.store import load_data
+    from sidrec.decode import recommend
+    from sidrec.decode.prompts import prompts_for_split
+    from sidrec.predictions import Prediction, write_predictions
+    from sidrec.sid import SidTable
+
+    out = cfg.output_path()
+    sidecar = out.with_name(out.name + ".config.json")
+    resolved = {k: v for k, v in to_plain(cfg).items() if k != "force"}
+    if not cfg.force and out.is_file() and sidecar.is_file():
+        if json.loads(sidecar.read_text()).get("config_hash") == config_hash(resolved):
+            log.info("%s is up to date (same options); --force redoes it", out)
+            return out
+    data = load_data(cfg.data)
+    sid_table = SidTable.load(cfg.sids)
+    model, tokenizer = _load_model(cfg)
+    samples = data.split(cfg.split)
+    if cfg.limit is not None:
+        samples = samples.select(range(min(cfg.limit, len(samples))))
+    prompts = prompts_for_split(data, cfg.split, tokenizer, sid_table)[:len(samples)]
+    start = time.perf_counter()
+    ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams, topk=cfg.topk, backend=cfg.backend,
+                       batch_size=cfg.batch_size, progress=True)
+    seconds = time.perf_counter() - start
+    predictions = [Prediction(int(s), str(u), str(t), [i for i, _ in items], [sc for _, sc in items])
+                   for s, u, t, items in zip(samples["sample_id"], samples["user_id"], samples["target"], ranked)]
+    write_predictions(out, predictions)
+    hits = sum(p.target in p.items[:10] for p in predictions)
+    summary = {"samples": len(predictions), "seconds": round(seconds, 3),
+               "users_per_s": round(len(predictions) / max(seconds, 1e-9), 2),
+               "hit_at_10": round(hits / max(len(predictions), 1), 4)}
+    write_json(sidecar, {"stage": "decode", "config_hash": config_hash(resolved), "config": resolved,
+                         "summary": summary})
+    log.info("wrote %d predictions to %s in %.1f s (%.1f users/s; HR@10 %.4f)", len(predictions), out, seconds,
+             summary["users_per_s"], summary["hit_at_10"])
+    return out

@@ -1,0 +1,285 @@
+"""Stage ``quantize``: RUN/semantics/item_emb.npy -> RUN/sids (sids.json, rqvae.pt, stats.json).
+
+``run_quantize`` trains the quantizer (RQ-VAE or residual k-means), assigns every item its codes, resolves
+collisions so every SID is unique, and writes the statistics of the assignment before and after resolution.
+``assign_sids`` gives new items SIDs from the trained quantizer without retraining (cold start).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from sidrec.artifacts import atomic_dir, mark_stage_done, stage_is_done, to_plain, write_json, write_yaml
+from sidrec.config import opt
+from sidrec.errors import InputError
+from sidrec.quantize.analysis import sid_stats
+from sidrec.quantize.collisions import extra_level, group_sizes, reassign
+from sidrec.quantize.rqvae import RQVAE, ResidualKMeans, residual_quantize
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "rqvae.pt"
+
+
+@dataclass
+class QuantizeConfig:
+    """Options of ``sidrec quantize``."""
+
+    semantics: str = opt("runs/demo/semantics", "semantics folder with item_emb.npy and item_index.json")
+    out: str = opt("runs/demo/sids", "output folder (RUN/sids)")
+    data: str | None = opt(None, "prepared dataset (RUN/data): item texts for `sids inspect` (optional)")
+    method: Literal["rqvae", "rq-kmeans"] = opt("rqvae", "quantizer: RQ-VAE or faiss residual k-means")
+    embedding: Literal["item", "text", "sensory"] = opt("item", "which semantics embedding to quantize "
+                                                                "(item = fused)")
+    levels: int = opt(3, "number of code levels")
+    codebook_size: int = opt(256, "codes per level (use ~16-32 for catalogues of a few hundred items)")
+    codebook_sizes: list[int] = opt([], "per-level codebook sizes (overrides --codebook-size), e.g. 256,256,256")
+    latent_dim: int = opt(32, "RQ-VAE latent dimensions")
+    hidden_dims: list[int] = opt([256, 128], "RQ-VAE encoder hidden layers (decoder mirrors them)")
+    dropout: float = opt(0.0, "RQ-VAE dropout")
+    epochs: int = opt(500, "RQ-VAE training epochs")
+    batch_size: int = opt(1024, "RQ-VAE batch size")
+    lr: float = opt(1e-3, "RQ-VAE learning rate (AdamW)")
+    weight_decay: float = opt(0.0, "RQ-VAE weight decay")
+    beta: float = opt(0.25, "commitment loss weight")
+    kmeans_init: bool = opt(True, "initialise codebooks with faiss k-means")
+    kmeans_iters: int = opt(20, "k-means iterations")
+    reseed_every: int = opt(20, "re-seed dead codes every N epochs (0 = never)")
+    reseed_until: float = opt(0.8, "stop re-seeding after this fraction of the epochs")
+    sinkhorn_last_level: bool = opt(False, "balanced (Sinkhorn-Knopp) assignment at the last level")
+    sinkhorn_epsilon: float = opt(0.05, "Sinkhorn temperature (on standardised distances)")
+    collision: Literal["reassign", "extra_level"] = opt("reassign", "how to make SIDs unique: move to the "
+                                                                    "nearest free code, or add a level")
+    seed: int = opt(0, "random seed")
+    device: str = opt("auto", "auto, cpu, cuda")
+    progress: bool = opt(True, "show a progress bar")
+    force: bool = opt(False, "redo even when --out holds SIDs made with the same options and inputs")
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(self.codebook_sizes) if self.codebook_sizes else [self.codebook_size] * self.levels
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.levels < 1 or self.levels > 8:
+            p.append("levels: must be 1..8")
+        if self.codebook_sizes and len(self.codebook_sizes) != self.levels:
+            p.append(f"codebook_sizes: {len(self.codebook_sizes)} sizes for {self.levels} levels")
+        if any(k < 2 for k in self.sizes):
+            p.append("codebook sizes must be >= 2")
+        for name in ("latent_dim", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                p.append(f"{name}: must be >= 1")
+        return p
+
+
+EMBEDDING_FILES = {"item": "item_emb.npy", "text": "text_emb.npy", "sensory": "sensory_emb.npy"}
+
+
+def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[list[str], np.ndarray]:
+    """(item ids, embeddings) of a semantics folder; raises InputError naming what is missing or mismatched."""
+    folder = Path(semantics_dir)
+    path, index_path = folder / EMBEDDING_FILES[which], folder / "item_index.json"
+    for p in (path, index_path):
+        if not p.is_file():
+            raise InputError("missing: run `sidrec semantics all` first", p)
+    ids = [str(i) for i in json.loads(index_path.read_text())]
+    emb = np.load(path).astype(np.float32)
+    if emb.ndim != 2 or len(emb) != len(ids):
+        raise InputError(f"shape {emb.shape} does not match {len(ids)} items of item_index.json", path)
+    if not np.isfinite(emb).all():
+        raise InputError("embeddings contain NaN or infinite values", path)
+    return ids, emb
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{int(stat.st_mtime)}"
+
+
+def _stage_view(cfg: QuantizeConfig) -> dict:
+    view = {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "progress", "data")}
+    emb = Path(cfg.semantics) / EMBEDDING_FILES[cfg.embedding]
+    view["input"] = _fingerprint(emb) if emb.is_file() else None
+    return view
+
+
+def train_rqvae(x: torch.Tensor, cfg: QuantizeConfig, device: str) -> tuple[RQVAE, dict]:
+    """Train an RQ-VAE on ``x (n, dim)``; returns it (on CPU, eval mode) and its training history."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = RQVAE(x.shape[1], cfg.hidden_dims, cfg.latent_dim, cfg.sizes, cfg.dropout)
+    if cfg.kmeans_init:
+        model.init_codebooks(x, cfg.kmeans_iters, cfg.seed)
+    model.to(device)
+    xd = x.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: dict[str, list] = {"loss": [], "recon": [], "reseeded": []}
+    n = len(x)
+    bar = tqdm(range(cfg.epochs), desc="rqvae", disable=not cfg.progress)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        tot, rec = 0.0, 0.0
+        for start in range(0, n, cfg.batch_size):
+            batch = xd[order[start:start + cfg.batch_size]]
+            out = model(batch, cfg.beta, cfg.sinkhorn_last_level, cfg.sinkhorn_epsilon)
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            tot += float(out["loss"].detach()) * len(batch)
+            rec += float(out["recon"].detach()) * len(batch)
+        history["loss"].append(tot / n)
+        history["recon"].append(rec / n)
+        if cfg.reseed_every and (epoch + 1) % cfg.reseed_every == 0 and epoch < cfg.reseed_until * cfg.epochs:
+            model.eval()
+            history["reseeded"].append(model.cpu().reseed_dead_codes(x, gen))
+            model.to(device)
+        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", recon=f"{history['recon'][-1]:.4f}")
+    return model.cpu().eval(), history
+
+
+def run_quantize(cfg: QuantizeConfig) -> Path:
+    """Quantize the semantics embeddings into unique SIDs in ``cfg.out``; skipped when already done."""
+    from sidrec.semantics.text import resolve_device
+    from sidrec.torch_threads import one_thread
+
+    out = Path(cfg.out)
+    if not cfg.force and stage_is_done(out, _stage_view(cfg)):
+        log.info("SIDs already in %s for the same options and embeddings (use --force to redo)", out)
+        return out
+    ids, emb = load_embeddings(cfg.semantics, cfg.embedding)
+    x = torch.from_numpy(emb)
+    timings = {}
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    if cfg.method == "rqvae":
+        with one_thread(device == "cpu"):
+            model, history = train_rqvae(x, cfg, device)
+    else:
+        model = ResidualKMeans(x.shape[1], cfg.sizes)
+        model.fit(x, cfg.kmeans_iters, cfg.seed)
+        history = {}
+    timings["train_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        z = model.encode(x)
+        codes_t, _, _ = residual_quantize(z, model.codebooks, cfg.sinkhorn_last_level, cfg.sinkhorn_epsilon)
+        codes = codes_t.numpy()
+        if cfg.method == "rqvae":
+            z_q = sum(book[codes_t[:, lv]] for lv, book in enumerate(model.codebooks))
+            recon = float(((model.decoder(z_q) - x) ** 2).sum(-1).mean())
+        else:
+            x_q = sum(book[codes_t[:, lv]] for lv, book in enumerate(model.codebooks))
+            recon = float(((x_q - x) ** 2).sum(-1).mean())
+        text_path = Path(cfg.semantics) / "text_emb.npy"
+        text_emb = np.load(text_path) if text_path.is_file() else None
+        before = sid_stats(codes, cfg.sizes, text_emb)
+        if cfg.collision == "extra_level":
+            final, report = extra_level(z, model.codebooks, codes)
+            sizes = [*cfg.sizes, report["extra_level_size"]]
+        else:
+            final, report = reassign(z, model.codebooks, codes)
+            sizes = cfg.sizes
+        after = sid_stats(final, sizes, text_emb)
+    timings["assign_s"] = round(time.perf_counter() - t0, 2)
+    if after["unique_fraction"] != 1.0:
+        raise AssertionError("collision resolution left duplicate SIDs")  # a bug, never a user error
+    stats = {"method": cfg.method, "n_items": len(ids), "codebook_sizes": sizes, "reconstruction_mse": recon,
+             "collision_rate_before": before["collision_rate"],
+             "largest_collision_group_before": before["largest_collision_group"],
+             "collision_resolution": report, "before_resolution": before, "final": after,
+             "training": {"final_loss": history["loss"][-1] if history.get("loss") else None,
+                          "first_loss": history["loss"][0] if history.get("loss") else None,
+                          "epochs": len(history.get("loss", [])),
+                          "reseeded_codes": int(np.sum(history.get("reseeded", [])))},
+             "timings": timings}
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "sids.json", {i: [int(c) for c in row] for i, row in zip(ids, final)}, indent=None)
+        torch.save({"kind": model.kind, "state_dict": model.state_dict(), "in_dim": int(x.shape[1]),
+                    "codebook_sizes": cfg.sizes, "latent_dim": cfg.latent_dim, "hidden_dims": cfg.hidden_dims,
+                    "dropout": cfg.dropout, "collision": cfg.collision, "config": to_plain(cfg)}, tmp / MODEL_FILE)
+        write_json(tmp / "stats.json", stats)
+        write_yaml(tmp / "config.yaml", cfg)
+        if history.get("loss"):
+            write_json(tmp / "history.json", history, indent=None)
+        mark_stage_done(tmp, "quantize", _stage_view(cfg))
+    log.info("quantize: %d items, %d levels %s, collisions before resolution %.2f%% (%s), recon MSE %.4f",
+             len(ids), len(sizes), sizes, 100 * before["collision_rate"], cfg.collision, recon)
+    return out
+
+
+def load_quantizer(sids_dir: str | Path) -> tuple[RQVAE | ResidualKMeans, dict]:
+    """The trained quantizer of a SIDs folder and its saved settings."""
+    path = Path(sids_dir) / MODEL_FILE
+    if not path.is_file():
+        raise InputError("quantizer not found: run `sidrec quantize` first", path)
+    blob = torch.load(path, weights_only=False)
+    if blob["kind"] == "rqvae":
+        model = RQVAE(blob["in_dim"], blob["hidden_dims"], blob["latent_dim"], blob["codebook_sizes"],
+                      blob["dropout"])
+    else:
+        model = ResidualKMeans(blob["in_dim"], blob["codebook_sizes"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), blob
+
+
+def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[list[int]]:
+    """SIDs for new items from the trained quantizer, unique against ``sids.json`` and among themselves.
+
+    No retraining: the new embeddings (made like the catalogue's, e.g. by
+    :func:`sidrec.semantics.embed_new_items`) are encoded and quantized greedily; a collision is resolved with the
+    folder's strategy (``reassign``: nearest free SID; ``extra_level``: the next free disambiguation code).
+    Returns one code list per new item, in order. The caller adds them to ``sids.json``.
+    """
+    model, blob = load_quantizer(sids_dir)
+    sids_path = Path(sids_dir) / "sids.json"
+    existing = json.loads(sids_path.read_text()) if sids_path.is_file() else {}
+    x = torch.as_tensor(np.asarray(new_item_embeddings, dtype=np.float32))
+    if x.ndim != 2 or x.shape[1] != blob["in_dim"]:
+        raise InputError(f"new item embeddings have shape {tuple(x.shape)}, the quantizer expects "
+                         f"(n, {blob['in_dim']})", sids_dir)
+    if len(x) == 0:
+        return []
+    with torch.no_grad():
+        z = model.encode(x)
+        codes = residual_quantize(z, model.codebooks)[0].numpy()
+        n_levels = len(blob["codebook_sizes"])
+        if blob["collision"] == "extra_level":
+            used: dict[tuple[int, ...], set[int]] = {}
+            for sid in existing.values():
+                used.setdefault(tuple(sid[:n_levels]), set()).add(int(sid[n_levels]))
+            out = []
+            for row in codes:
+                taken = used.setdefault(tuple(int(c) for c in row), set())
+                extra = next(k for k in range(len(taken) + 1) if k not in taken)
+                taken.add(extra)
+                out.append([int(c) for c in row] + [extra])
+            return out
+        final, _ = reassign(z, model.codebooks, codes, taken=[tuple(s) for s in existing.values()])
+    return [[int(c) for c in row] for row in final]
+
+
+def add_items_to_sids(sids_dir: str | Path, item_ids: list[str], new_item_embeddings: np.ndarray) -> dict[str, list[int]]:
+    """Assign SIDs to ``item_ids`` (see :func:`assign_sids`) and add them to ``sids.json`` atomically."""
+    sids_path = Path(sids_dir) / "sids.json"
+    table = json.loads(sids_path.read_text())
+    clash = [i for i in item_ids if i in table]
+    if clash:
+        raise InputError(f"items already have SIDs: {clash[:5]}", sids_path)
+    new = dict(zip(item_ids, assign_sids(sids_dir, new_item_embeddings)))
+    write_json(sids_path, {**table, **new}, indent=None)
+    return new
+
+
+__all__ = ["QuantizeConfig", "add_items_to_sids", "assign_sids", "group_sizes", "load_quantizer", "run_quantize"]

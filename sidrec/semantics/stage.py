@@ -1,0 +1,452 @@
+"""Stage ``semantics``: RUN/data -> RUN/semantics (sensory attributes, text / sensory / fused item embeddings).
+
+Parts, in order (each can run alone: ``sidrec semantics sensory|text|fuse``; ``all`` runs the three):
+
+1. ``sensory`` -- the teacher (offline lexicon extractor, or an LLM) extracts attribute-value pairs per item from
+   its title, description and reviews; the student is distilled from them and gives every item a fixed-size
+   sensory embedding. Writes ``sensory.jsonl``, ``sensory_emb.npy``, ``student/``.
+2. ``text`` -- the text encoder embeds each item's chosen fields. Writes ``text_emb.npy``.
+3. ``fuse`` -- weighted concatenation (or its PCA projection) of the two, L2-normalised. Writes ``item_emb.npy``
+   and ``item_index.json`` (row -> item id).
+
+Every file is written atomically; ``_parts.json`` records the options hash of each finished part, so a re-run
+redoes only the parts whose options (or inputs) changed; ``_stage.json`` marks the whole stage done.
+``stats.json`` holds timings, teacher parse counts, attribute coverage and, on data with ground-truth attributes
+(the synthetic catalogue), the extractor's and the student's scores (:mod:`sidrec.semantics.metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from sidrec.artifacts import atomic_path, config_hash, mark_stage_done, stage_is_done, write_json, write_text
+from sidrec.config import opt
+from sidrec.facets import FACET_NAMES
+from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor
+from sidrec.semantics.text import TEXT_FIELDS, item_text, load_text_encoder
+
+log = logging.getLogger(__name__)
+
+PARTS = ("sensory", "text", "fuse")
+PARTS_FILE = "_parts.json"
+FILES = {"sensory": ("sensory.jsonl", "sensory_emb.npy"), "text": ("text_emb.npy",),
+         "fuse": ("item_emb.npy", "item_index.json")}
+
+
+@dataclass
+class SemanticsConfig:
+    """Options of ``sidrec semantics``."""
+
+    data: str = opt("runs/demo/data", "prepared dataset folder (RUN/data)")
+    out: str = opt("runs/demo/semantics", "output folder (RUN/semantics)")
+    text_encoder: str = opt("default", "sentence-transformers name/path, or an HF causal LM path with "
+                                       "--encoder-kind causal-lm; 'default' = packaged all-MiniLM-L6-v2")
+    encoder_kind: Literal["sentence-transformers", "causal-lm"] = opt("sentence-transformers",
+                                                                      "how to load --text-encoder")
+    value_encoder: str = opt("default", "sentence-transformers model embedding attribute values (student "
+                                        "targets, value F1)")
+    text_fields: list[str] = opt(["title", "brand", "categories", "description"],
+                                 "item fields embedded, in order: title, brand, categories, description, sensory")
+    max_text_chars: int = opt(1200, "item text truncated to this many characters")
+    max_seq_length: int = opt(256, "text encoder token limit")
+    batch_size: int = opt(64, "text encoder batch size")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:1 ...")
+    teacher: Literal["lexicon", "llm"] = opt("lexicon", "sensory teacher: offline lexicon extractor or an LLM")
+    teacher_model: str | None = opt(None, "HF causal LM (path or name) for --teacher llm")
+    teacher_backend: Literal["transformers", "vllm"] = opt("transformers", "generation backend of the LLM teacher")
+    teacher_max_units: int = opt(5, "LLM teacher: reviews prompted per item (description when none)")
+    teacher_max_new_tokens: int = opt(48, "LLM teacher: answer length limit")
+    teacher_batch_size: int = opt(8, "LLM teacher: prompts per generation batch")
+    use_reviews: bool = opt(True, "let the teacher read reviews (else title and description only)")
+    max_reviews: int = opt(50, "lexicon teacher: reviews read per item")
+    min_score: float = opt(1.0, "teacher: a facet is kept when its best value scores this much "
+                                "(cued mention 2, bare lexicon word 1)")
+    max_values: int = opt(1, "teacher: values kept per facet")
+    student: bool = opt(True, "distil the sensory student (else the sensory embedding comes from the teacher)")
+    student_fields: list[str] = opt(["title", "categories", "description"], "item fields the student reads")
+    student_epochs: int = opt(20, "student training epochs")
+    student_batch_size: int = opt(32, "student batch size")
+    student_lr: float = opt(2e-3, "student learning rate")
+    student_d_model: int = opt(64, "student width")
+    student_layers: int = opt(1, "student transformer layers")
+    student_max_len: int = opt(64, "student token limit")
+    student_holdout: float = opt(0.1, "fraction of items hidden from student training (scored as unseen items)")
+    sensory_dim: int = opt(16, "sensory embedding dimensions per facet (x 9 facets)")
+    fusion: Literal["concat", "pca"] = opt("concat", "weighted concatenation, or its PCA projection")
+    text_weight: float = opt(1.0, "weight of the text embedding in the fusion")
+    sensory_weight: float = opt(0.5, "weight of the sensory embedding in the fusion (0 = text only)")
+    fusion_dim: int = opt(256, "output dimensions for --fusion pca")
+    seed: int = opt(0, "random seed")
+    progress: bool = opt(True, "show progress bars")
+    force: bool = opt(False, "redo even when --out holds outputs of the same options")
+
+    def problems(self) -> list[str]:
+        p = []
+        bad = [f for f in self.text_fields if f not in TEXT_FIELDS]
+        if bad or not self.text_fields:
+            p.append(f"text_fields: unknown {bad} (choose from {list(TEXT_FIELDS)})" if bad else
+                     "text_fields: at least one field is required")
+        bad = [f for f in self.student_fields if f not in TEXT_FIELDS or f == "sensory"]
+        if bad:
+            p.append(f"student_fields: unknown {bad} (choose from title, brand, categories, description)")
+        if self.teacher == "llm" and not self.teacher_model:
+            p.append("teacher_model: required with --teacher llm (an HF causal LM path or name)")
+        if not 0 <= self.student_holdout < 0.9:
+            p.append("student_holdout: must be in [0, 0.9)")
+        if self.text_weight < 0 or self.sensory_weight < 0 or self.text_weight + self.sensory_weight == 0:
+            p.append("text_weight, sensory_weight: non-negative, not both zero")
+        for name in ("sensory_dim", "fusion_dim", "student_epochs", "batch_size", "max_values"):
+            if getattr(self, name) < 1:
+                p.append(f"{name}: must be >= 1")
+        return p
+
+
+_SENSORY_KEYS = ("data", "value_encoder", "teacher", "teacher_model", "teacher_backend", "teacher_max_units",
+                 "teacher_max_new_tokens", "use_reviews", "max_reviews", "min_score", "max_values", "student",
+                 "student_fields", "student_epochs", "student_batch_size", "student_lr", "student_d_model",
+                 "student_layers", "student_max_len", "student_holdout", "sensory_dim", "seed")
+_TEXT_KEYS = ("data", "text_encoder", "encoder_kind", "text_fields", "max_text_chars", "max_seq_length")
+_FUSE_KEYS = ("fusion", "text_weight", "sensory_weight", "fusion_dim", "seed")
+
+
+def _part_hashes(cfg: SemanticsConfig) -> dict[str, str]:
+    view = vars(cfg)
+    sensory = config_hash({k: view[k] for k in _SENSORY_KEYS})
+    text_view = {k: view[k] for k in _TEXT_KEYS}
+    if "sensory" in cfg.text_fields:
+        text_view["sensory"] = sensory
+    text = config_hash(text_view)
+    return {"sensory": sensory, "text": text,
+            "fuse": config_hash({**{k: view[k] for k in _FUSE_KEYS}, "sensory": sensory, "text": text})}
+
+
+def _stage_view(cfg: SemanticsConfig) -> dict[str, Any]:
+    """What the stage's done-marker hashes: every option but the output path, progress and --force."""
+    return {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "progress")}
+
+
+class _Outputs:
+    """The output folder: atomic writes, the parts record and stats.json."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _read(self, name: str) -> dict:
+        path = self.root / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def part_done(self, part: str, digest: str) -> bool:
+        return self._read(PARTS_FILE).get(part) == digest and all((self.root / f).exists() for f in FILES[part])
+
+    def finish_part(self, part: str, digest: str, stats: dict) -> None:
+        all_stats = self._read("stats.json")
+        all_stats[part] = stats
+        write_json(self.root / "stats.json", all_stats)
+        parts = self._read(PARTS_FILE)
+        parts[part] = digest
+        write_json(self.root / PARTS_FILE, parts)
+
+    def forget(self, part: str) -> None:
+        parts = self._read(PARTS_FILE)
+        if parts.pop(part, None) is not None:
+            write_json(self.root / PARTS_FILE, parts)
+
+    def save_npy(self, name: str, array: np.ndarray) -> None:
+        with atomic_path(self.root / name) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, array.astype(np.float32))
+
+
+def run_semantics(cfg: SemanticsConfig, parts: Sequence[str] = PARTS) -> Path:
+    """Run the requested parts of the stage into ``cfg.out``; returns the folder.
+
+    Parts whose outputs exist for the same options are skipped unless ``cfg.force``; once all three parts are
+    done the stage marker is written (so ``stage_is_done(out, ...)`` holds for the pipeline's resume).
+    """
+    from sidrec.data.store import load_data
+
+    out = Path(cfg.out)
+    if not cfg.force and stage_is_done(out, _stage_view(cfg)):
+        log.info("semantics already done in %s with the same options (use --force to redo)", out)
+        return out
+    data = load_data(cfg.data)
+    outputs = _Outputs(out)
+    hashes = _part_hashes(cfg)
+    redone: set[str] = set()
+    for part in PARTS:
+        if part not in parts:
+            continue
+        if not cfg.force and outputs.part_done(part, hashes[part]):
+            log.info("semantics/%s: up to date, skipped", part)
+            continue
+        outputs.forget(part)
+        (out / "_stage.json").unlink(missing_ok=True)
+        start = time.perf_counter()
+        stats = {"sensory": _run_sensory, "text": _run_text, "fuse": _run_fuse}[part](cfg, data, outputs)
+        stats["wall_s"] = round(time.perf_counter() - start, 2)
+        outputs.finish_part(part, hashes[part], stats)
+        redone.add(part)
+        log.info("semantics/%s: done in %.1fs", part, stats["wall_s"])
+    if all(outputs.part_done(p, hashes[p]) for p in PARTS):
+        mark_stage_done(out, "semantics", _stage_view(cfg))
+    return out
+
+
+# ---- sensory ---------------------------------------------------------------------------------------------------
+def _item_texts(data, use_reviews: bool, max_reviews: int) -> list[ItemTexts]:
+    reviews: dict[str, list[str]] = defaultdict(list)
+    if use_reviews:
+        for item, text in zip(data.reviews["item_id"], data.reviews["text"]):
+            if text and len(reviews[item]) < max_reviews:
+                reviews[item].append(text)
+    return [ItemTexts(row["item_id"], row["title"] or "", row["description"] or "", reviews.get(row["item_id"], []))
+            for row in data.items]
+
+
+def make_teacher(cfg: SemanticsConfig):
+    """The configured teacher: :class:`LexiconExtractor` or :class:`~sidrec.semantics.teacher.LLMExtractor`."""
+    if cfg.teacher == "llm":
+        from sidrec.semantics.teacher import LLMExtractor
+
+        return LLMExtractor(cfg.teacher_model, cfg.teacher_backend, cfg.device, cfg.teacher_batch_size,
+                            cfg.teacher_max_new_tokens, cfg.teacher_max_units, min_score=max(cfg.min_score, 2.0),
+                            max_values=cfg.max_values)
+    return LexiconExtractor(min_score=cfg.min_score, max_values=cfg.max_values)
+
+
+def coverage(attributes: Sequence[Attributes]) -> dict[str, Any]:
+    """Share of items with at least one attribute, per-facet shares and mean pairs per item."""
+    n = max(len(attributes), 1)
+    return {"items_with_attributes": sum(bool(a) for a in attributes) / n,
+            "mean_pairs_per_item": sum(sum(len(v) for v in a.values()) for a in attributes) / n,
+            "per_facet": {f: sum(f in a for a in attributes) / n for f in FACET_NAMES}}
+
+
+def _run_sensory(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
+    from sidrec.semantics.metrics import score_string_attributes, value_f1
+    from sidrec.semantics.student import StudentTrainConfig, distill_student
+    from sidrec.torch_threads import one_thread
+
+    items = _item_texts(data, cfg.use_reviews, cfg.max_reviews)
+    teacher = make_teacher(cfg)
+    t0 = time.perf_counter()
+    teacher_attrs = teacher.extract_corpus(items)
+    stats: dict[str, Any] = {"teacher": cfg.teacher, "teacher_wall_s": round(time.perf_counter() - t0, 2)}
+    if cfg.teacher == "llm":
+        stats["teacher_parse"] = teacher.stats.as_dict()
+    ids = data.item_ids
+    teacher_list = [teacher_attrs[i] for i in ids]
+    stats["teacher_coverage"] = coverage(teacher_list)
+    value_encoder = load_text_encoder(cfg.value_encoder, "sentence-transformers", cfg.device, 64)
+
+    def encode(values: list[str]) -> np.ndarray:
+        return value_encoder.encode(values, batch_size=256)
+
+    truth = (data.ground_truth() or {}).get("attributes")
+    if truth:
+        stats["teacher_vs_truth"] = score_string_attributes(teacher_attrs, truth, encode)
+
+    student_attrs: list[Attributes] = [{} for _ in ids]
+    student_dir = outputs.root / "student"
+    if cfg.student:
+        texts = [item_text(row, cfg.student_fields, max_chars=cfg.max_text_chars) for row in data.items]
+        rng = np.random.default_rng(cfg.seed)
+        holdout = np.zeros(len(ids), bool)
+        holdout[rng.permutation(len(ids))[: int(round(cfg.student_holdout * len(ids)))]] = True
+        train = np.flatnonzero(~holdout)
+        t0 = time.perf_counter()
+        with one_thread():
+            student, history = distill_student(
+                [texts[i] for i in train], [teacher_list[i] for i in train], encode,
+                StudentTrainConfig(cfg.student_epochs, cfg.student_batch_size, cfg.student_lr,
+                                   proj_dim=cfg.sensory_dim, seed=cfg.seed),
+                {"d_model": cfg.student_d_model, "n_layers": cfg.student_layers, "max_len": cfg.student_max_len},
+                progress=cfg.progress)
+            probs, values = student.predict(texts)
+        stats["student_wall_s"] = round(time.perf_counter() - t0, 2)
+        stats["student_loss"] = {"first": history["loss"][0], "last": history["loss"][-1]}
+        sensory_emb = student.sensory_embedding(probs, values)
+        student_attrs = student.decode(probs, values)
+        stats["student_coverage"] = coverage(student_attrs)
+        stats["student_holdout_items"] = int(holdout.sum())
+        # Agreement with the teacher on items the student never trained on, and scores against ground truth.
+        vec_pred = [{FACET_NAMES[f]: values[i, f][None] for f in np.flatnonzero(probs[i] >= 0.5)}
+                    for i in range(len(ids))]
+        for name, mask in (("holdout", holdout), ("all", np.ones(len(ids), bool))):
+            if not mask.any():
+                continue
+            rows = np.flatnonzero(mask)
+            as_truth = {ids[i]: {f: vs[0] for f, vs in teacher_list[i].items()} for i in rows}
+            from sidrec.semantics.metrics import facet_selection_scores
+
+            pred = {ids[i]: vec_pred[i] for i in rows}
+            stats[f"student_vs_teacher_{name}"] = {
+                **facet_selection_scores({k: list(v) for k, v in pred.items()}, as_truth),
+                **value_f1(pred, as_truth, encode)}
+            if truth:
+                gold = {ids[i]: truth[ids[i]] for i in rows if ids[i] in truth}
+                stats[f"student_vs_truth_{name}"] = {
+                    **facet_selection_scores({k: list(v) for k, v in pred.items()}, gold),
+                    **value_f1(pred, gold, encode)}
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=".student.tmp-", dir=outputs.root))
+        student.save(tmp)
+        shutil.rmtree(student_dir, ignore_errors=True)
+        tmp.rename(student_dir)
+    else:
+        sensory_emb, proj = teacher_sensory_embedding(teacher_list, encode, cfg.sensory_dim, cfg.seed)
+        with atomic_path(outputs.root / "sensory_proj.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, proj)
+    outputs.save_npy("sensory_emb.npy", sensory_emb)
+    lines = [json.dumps({"item_id": i, "attributes": t or s, "teacher": t, "student": s,
+                         "source": "teacher" if t else ("student" if s else "none")}, ensure_ascii=False)
+             for i, t, s in zip(ids, teacher_list, student_attrs)]
+    write_text(outputs.root / "sensory.jsonl", "\n".join(lines) + "\n")
+    stats["sensory_dim"] = int(sensory_emb.shape[1])
+    return stats
+
+
+def teacher_sensory_embedding(attributes: Sequence[Attributes], encode, proj_dim: int, seed: int,
+                              proj: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sensory embedding without a student: facet present -> p = 1 and v = E(value).
+
+    Returns the embeddings and the projection (fitted on these values unless ``proj`` is given).
+    """
+    from sidrec.semantics.student import _value_projection
+
+    values = sorted({v for a in attributes for vs in a.values() for v in vs})
+    emb = dict(zip(values, encode(values))) if values else {}
+    dim = len(next(iter(emb.values()))) if emb else int(encode(["x"]).shape[1])
+    if proj is None:
+        proj = _value_projection(np.stack(list(emb.values())) if emb else np.zeros((0, dim)), dim, proj_dim, seed)
+    out = np.zeros((len(attributes), len(FACET_NAMES), proj_dim), np.float32)
+    for i, a in enumerate(attributes):
+        for f, facet in enumerate(FACET_NAMES):
+            if a.get(facet):
+                out[i, f] = np.mean([emb[v] for v in a[facet]], axis=0) @ proj
+    flat = out.reshape(len(attributes), -1)
+    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12), proj
+
+
+# ---- text ------------------------------------------------------------------------------------------------------
+def read_sensory(folder: str | Path) -> dict[str, Attributes]:
+    path = Path(folder) / "sensory.jsonl"
+    if not path.is_file():
+        from sidrec.errors import InputError
+
+        raise InputError("sensory.jsonl missing: run `sidrec semantics sensory` first (text_fields has 'sensory')",
+                         path)
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["item_id"]: r["attributes"] for r in rows}
+
+
+def _run_text(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
+    sensory = read_sensory(outputs.root) if "sensory" in cfg.text_fields else {}
+    texts = [item_text(row, cfg.text_fields, sensory.get(row["item_id"]), cfg.max_text_chars) for row in data.items]
+    encoder = load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
+    t0 = time.perf_counter()
+    emb = encoder.encode(texts, batch_size=cfg.batch_size, progress=cfg.progress)
+    outputs.save_npy("text_emb.npy", emb)
+    return {"encoder": cfg.text_encoder, "kind": cfg.encoder_kind, "dim": int(emb.shape[1]), "n_items": len(texts),
+            "encode_wall_s": round(time.perf_counter() - t0, 2), "example_text": texts[0] if texts else ""}
+
+
+# ---- fuse ------------------------------------------------------------------------------------------------------
+def fuse(text_emb: np.ndarray, sensory_emb: np.ndarray, text_weight: float, sensory_weight: float,
+         pca: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Weighted concatenation of the two (each row L2-normalised first), optionally PCA-projected; L2-normalised.
+
+    ``pca`` = (mean, components ``(dim_in, dim_out)``).
+    """
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    parts = [text_weight * unit(text_emb)]
+    if sensory_weight > 0:
+        parts.append(sensory_weight * unit(sensory_emb))
+    joint = np.concatenate(parts, axis=1)
+    if pca is not None:
+        joint = (joint - pca[0]) @ pca[1]
+    return unit(joint).astype(np.float32)
+
+
+def _run_fuse(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
+    text_emb = np.load(outputs.root / "text_emb.npy")
+    sensory_emb = np.load(outputs.root / "sensory_emb.npy")
+    if len(text_emb) != len(sensory_emb) or len(text_emb) != len(data.item_ids):
+        from sidrec.errors import InputError
+
+        raise InputError(f"text_emb has {len(text_emb)} rows, sensory_emb {len(sensory_emb)}, the item table "
+                         f"{len(data.item_ids)}: rerun `sidrec semantics all --force`", outputs.root)
+    pca = None
+    if cfg.fusion == "pca":
+        joint = fuse(text_emb, sensory_emb, cfg.text_weight, cfg.sensory_weight)
+        mean = joint.mean(0)
+        _, _, vt = np.linalg.svd(joint - mean, full_matrices=False)
+        pca = (mean, vt[: min(cfg.fusion_dim, vt.shape[0])].T)
+        with atomic_path(outputs.root / "fusion.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, mean=pca[0], components=pca[1])
+    item_emb = fuse(text_emb, sensory_emb, cfg.text_weight, cfg.sensory_weight, pca)
+    outputs.save_npy("item_emb.npy", item_emb)
+    write_json(outputs.root / "item_index.json", data.item_ids, indent=None)
+    return {"fusion": cfg.fusion, "dim": int(item_emb.shape[1]), "text_dim": int(text_emb.shape[1]),
+            "sensory_dim": int(sensory_emb.shape[1])}
+
+
+# ---- new items (cold start) ------------------------------------------------------------------------------------
+def load_semantics_config(folder: str | Path) -> SemanticsConfig:
+    """The options a finished semantics folder was made with (from its stage marker)."""
+    from sidrec.errors import InputError
+
+    marker = Path(folder) / "_stage.json"
+    if not marker.is_file():
+        raise InputError("not a finished semantics folder (no _stage.json): run `sidrec semantics all`", folder)
+    saved = json.loads(marker.read_text())["config"]
+    return SemanticsConfig(**{**saved, "out": str(folder)})
+
+
+def embed_new_items(semantics_dir: str | Path, items: Sequence[dict]) -> tuple[np.ndarray, list[Attributes]]:
+    """Item embeddings for items outside the catalogue, made exactly like the catalogue's own.
+
+    ``items`` are canonical item rows (``title``, ``description``, ``brand``, ``categories``). The sensory part
+    comes from the trained student (new items have no reviews), so no model is retrained. Returns the fused
+    embeddings ``(len(items), dim)`` (the quantizer's input; see ``sidrec.quantize.assign_sids``) and the
+    student's attributes per item.
+    """
+    from sidrec.semantics.student import StudentModel
+
+    folder = Path(semantics_dir)
+    cfg = load_semantics_config(folder)
+    attrs: list[Attributes] = [{} for _ in items]
+    if cfg.student:
+        student = StudentModel.load(folder / "student")
+        texts = [item_text(it, cfg.student_fields, max_chars=cfg.max_text_chars) for it in items]
+        probs, values = student.predict(texts)
+        sensory_emb = student.sensory_embedding(probs, values)
+        attrs = student.decode(probs, values)
+    else:
+        teacher = LexiconExtractor(min_score=cfg.min_score, max_values=cfg.max_values)
+        attrs = [teacher.aggregate(m for t in (it.get("title", ""), it.get("description", "")) if t
+                                   for m in teacher.mentions(t)) for it in items]
+        value_encoder = load_text_encoder(cfg.value_encoder, "sentence-transformers", cfg.device, 64)
+        sensory_emb, _ = teacher_sensory_embedding(attrs, value_encoder.encode, cfg.sensory_dim, cfg.seed,
+                                                   proj=np.load(folder / "sensory_proj.npy"))
+    encoder = load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
+    texts = [item_text(it, cfg.text_fields, a, cfg.max_text_chars) for it, a in zip(items, attrs)]
+    text_emb = encoder.encode(texts, batch_size=cfg.batch_size)
+    pca = None
+    if cfg.fusion == "pca":
+        blob = np.load(folder / "fusion.npz")
+        pca = (blob["mean"], blob["components"])
+    return fuse(text_emb, sensory_emb, cfg.text_weight, cfg.sensory_weight, pca), attrs

@@ -1,0 +1,527 @@
+"""Stage ``grpo``: reinforce the SFT model's next-item SIDs with TRL's GRPOTrainer and recommendation rewards.
+
+Rollouts can only produce catalogue items: :class:`SidRollout` (TRL's ``rollout_func`` hook) generates every
+completion under the trie of :mod:`sidrec.sid`, either
+
+- ``rollout: sample`` -- constrained sampling, one completion per row of the group (ranked within the group by
+  its sequence log-probability for the ranking reward), or
+- ``rollout: beam``   -- constrained beam search: the top-G beams of the prompt form its group, best first, as
+  MiniOneRec does (Kong et al. 2025, §3.3), using the exact beam search of :mod:`sidrec.decode`.
+
+and checks the result: a completion that is not one valid SID followed by EOS stops training
+(:class:`InvalidRolloutError`). The constraint only shapes sampling; the policy loss sees the full vocabulary.
+
+Rewards (:mod:`sidrec.train.rewards`) are chosen by name in ``GrpoArgs.rewards`` and weighted by TRL's
+``GRPOConfig.reward_weights``. Reward and KL curves go to ``report_to`` (tensorboard works offline) and to
+``OUTPUT_DIR/train_curves.json``; ``OUTPUT_DIR/final`` holds model + tokenizer. An interrupted run resumes from
+the last ``checkpoint-*`` in ``output_dir``; a finished one with the same options is skipped.
+
+    sidrec grpo --config configs/grpo/demo.yaml
+    accelerate launch scripts/grpo.py --config configs/grpo/demo.yaml --learning_rate 1e-4
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sidrec.artifacts import mark_stage_done, stage_is_done, to_plain, write_json, write_yaml
+from sidrec.config import opt
+from sidrec.errors import ConfigError, InputError
+from sidrec.train.rewards import REWARD_NAMES
+
+if TYPE_CHECKING:
+    from trl import GRPOConfig
+
+    from sidrec.sid import SidTable
+
+log = logging.getLogger(__name__)
+
+CURVES_FILE = "train_curves.json"
+VALID_METRICS_FILE = "valid_metrics.json"
+# GRPOConfig fields that do not change what is trained (left out of the resume fingerprint).
+_VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "disable_tqdm",
+                            "report_to", "push_to_hub", "hub_token", "run_name", "logging_steps",
+                            "dataloader_num_workers", "local_rank", "deepspeed", "use_cpu")
+
+
+@dataclass
+class GrpoArgs:
+    """sidrec's options of the GRPO stage; trainer options (beta, learning_rate, num_generations, ...) are TRL's
+    ``GRPOConfig`` fields in the same YAML file."""
+
+    sft_model: str = opt("runs/demo/sft/final", "SFT checkpoint to start from (model + tokenizer with SID tokens)")
+    data: str = opt("runs/demo/data", "prepared dataset folder (RUN/data)")
+    sids: str = opt("runs/demo/sids", "RUN/sids folder or a sids.json file")
+    rollout: Literal["sample", "beam"] = opt(
+        "beam", "beam: the top-num_generations constrained beams are the group (MiniOneRec); sample: "
+                "num_generations constrained samples per prompt")
+    rewards: list[str] = opt(["exact", "ndcg", "prefix"], f"reward functions, any of {list(REWARD_NAMES)}; "
+                                                           "weights: GRPOConfig reward_weights, same order")
+    train_split: str = opt("train", "split whose samples are the GRPO prompts")
+    max_history: int | None = opt(None, "most recent history items in a prompt (default: all the dataset keeps; "
+                                         "use the SFT stage's value)")
+    max_train_samples: int | None = opt(None, "use at most this many training samples (a seeded random subset)")
+    valid_samples: int = opt(0, "score validation NDCG@10 of the SFT and the GRPO model on this many validation "
+                                "samples into valid_metrics.json (0 = skip)")
+    valid_beams: int = opt(20, "beam width of that validation decoding (top-10 is scored)")
+    torch_threads: int | None = opt(None, "CPU threads for torch (1 is fastest for tiny models on a busy machine; "
+                                          "default: torch's choice)")
+    force: bool = opt(False, "retrain from the SFT model even when output_dir holds a finished run or checkpoints")
+
+    def problems(self, trainer: GRPOConfig | None = None) -> list[str]:
+        """Every problem with these options (and the trainer options they depend on), for one ConfigError."""
+        p = []
+        if self.rollout not in ("sample", "beam"):
+            p.append(f"rollout: {self.rollout!r} is not one of ['sample', 'beam']")
+        unknown = [r for r in self.rewards if r not in REWARD_NAMES]
+        if unknown:
+            p.append(f"rewards: unknown {unknown}; choose from {list(REWARD_NAMES)}")
+        if not self.rewards:
+            p.append("rewards: name at least one reward")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            p.append("max_train_samples: must be >= 1 (or null for all)")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            p.append("torch_threads: must be >= 1 (or null)")
+        if self.valid_samples < 0 or self.valid_beams < 10:
+            p.append("valid_samples >= 0 and valid_beams >= 10 (NDCG@10 needs ten items) required")
+        if trainer is not None:
+            weights = trainer.reward_weights
+            if weights is not None and len(weights) != len(self.rewards):
+                p.append(f"reward_weights: {len(weights)} weights for {len(self.rewards)} rewards "
+                         f"{self.rewards}; give one weight per reward, in the same order")
+            if trainer.num_generations is None or trainer.num_generations < 2:
+                p.append("num_generations: must be >= 2 (GRPO compares completions within a group)")
+            if trainer.use_vllm:
+                p.append("use_vllm: the trie-constrained rollouts run in transformers; set use_vllm: false")
+            if trainer.num_iterations != 1 and self.rollout == "sample":
+                p.append("num_iterations: constrained rollouts return no sampling log-probs; keep 1")
+        return p
+
+
+def make_parser():
+    """``TrlParser`` over (:class:`GrpoArgs`, ``GRPOConfig``): ``--config file.yaml`` plus flags; an unknown YAML
+    key is an error when parsed with :func:`parse_args`."""
+    from trl import GRPOConfig, TrlParser
+
+    return TrlParser((GrpoArgs, GRPOConfig))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[GrpoArgs, GRPOConfig]:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into validated (GrpoArgs, GRPOConfig); raises ConfigError."""
+    parser = make_parser()
+    try:
+        args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    except ValueError as e:  # TrlParser: unknown YAML keys; GRPOConfig.__post_init__: inconsistent options
+        raise ConfigError([str(e)]) from None
+    problems = args.problems(trainer)
+    if problems:
+        raise ConfigError(problems)
+    return args, trainer
+
+
+# ---------------------------------------------------------------------------------------------------- rollouts
+class InvalidRolloutError(RuntimeError):
+    """A rollout produced something other than one valid SID followed by EOS (a bug in the constraint)."""
+
+
+class SidRollout:
+    """TRL ``rollout_func``: trie-constrained completions, each one catalogue SID + EOS.
+
+    TRL repeats every prompt ``num_generations`` times in a row; each run of identical prompts (split into
+    chunks of at most ``num_generations``) is one group. Returns ``prompt_ids``, ``completion_ids`` and, as extra
+    columns for the rewards, ``rollout_group`` and ``rollout_rank`` (0 = best in its group).
+    """
+
+    def __init__(self, sid_table: SidTable, tokenizer, mode: Literal["sample", "beam"], num_generations: int):
+        self.sid_table = sid_table
+        self.tokenizer = tokenizer
+        self.mode = mode
+        self.num_generations = num_generations
+        self.sid_token_ids = sid_table.token_ids(tokenizer)  # (n_levels, max_codebook_size)
+        if tokenizer.eos_token_id is None:
+            raise InputError("the tokenizer has no eos_token: rollouts end each SID with it", sid_table.source)
+        self.eos_token_id = int(tokenizer.eos_token_id)
+        self.n_checked = 0
+
+    def groups(self, prompts: Sequence[str]) -> list[tuple[int, int]]:
+        """``(start, end)`` row ranges of the groups: runs of identical prompts, at most num_generations long."""
+        spans, start = [], 0
+        for row in range(1, len(prompts) + 1):
+            if row == len(prompts) or prompts[row] != prompts[start] or row - start == self.num_generations:
+                spans.append((start, row))
+                start = row
+        return spans
+
+    def __call__(self, prompts: list, trainer) -> dict[str, Any]:
+        import torch
+        from trl.models import unwrap_model_for_generation
+
+        from sidrec.decode.torch_backend import tokenize_prompts
+
+        if prompts and not isinstance(prompts[0], str):
+            raise InputError("GRPO prompts must be formatted strings (the align stage applies chat templates)")
+        prompt_ids = tokenize_prompts(self.tokenizer, prompts)
+        spans = self.groups(prompts)
+        with (unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                          gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+                                          gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs
+                                          ) as model,
+              torch.no_grad()):
+            if self.mode == "beam":
+                completion_ids, ranks = self._beam(model, prompts, spans)
+            else:
+                completion_ids, ranks = self._sample(model, prompt_ids, spans, trainer.args)
+        self.check(completion_ids)
+        group_of_row = [g for g, (a, b) in enumerate(spans) for _ in range(a, b)]
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None,
+                "rollout_group": group_of_row, "rollout_rank": ranks}
+
+    def _beam(self, model, prompts: Sequence[str], spans: Sequence[tuple[int, int]]
+              ) -> tuple[list[list[int]], list[int]]:
+        """Top-G constrained beams per group (sidrec.decode's exact beam search), best first."""
+        from sidrec.decode import recommend
+
+        width = max(b - a for a, b in spans)
+        ranked = recommend(model, self.tokenizer, [prompts[a] for a, _ in spans], self.sid_table,
+                           beams=width, topk=width, backend="torch", batch_size=8)
+        tokens = self.sid_token_ids
+        completion_ids, ranks = [], []
+        for (a, b), items in zip(spans, ranked, strict=True):
+            if not items:
+                raise InvalidRolloutError(f"beam search returned no item for prompt {prompts[a][:80]!r}")
+            for rank in range(b - a):
+                # A catalogue smaller than the group repeats its last items (a rare corner: tiny tests).
+                item, _ = items[min(rank, len(items) - 1)]
+                sid = self.sid_table.item_sid(item)
+                completion_ids.append([int(tokens[level, c]) for level, c in enumerate(sid)] + [self.eos_token_id])
+                ranks.append(rank)
+        return completion_ids, ranks
+
+    def _sample(self, model, prompt_ids: list[list[int]], spans: Sequence[tuple[int, int]], args
+                ) -> tuple[list[list[int]], list[int]]:
+        """One constrained sample per row; rank within the group by sequence log-probability (ties: row order)."""
+        import torch
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        from sidrec.decode.torch_backend import left_pad, pad_id_of
+        from sidrec.sid import SidLogitsProcessor
+
+        device = next(model.parameters()).device
+        ids, mask = left_pad(prompt_ids, pad_id_of(self.tokenizer))
+        prompt_length = ids.shape[1]
+        # The trie mask comes first so temperature / top-k / top-p act on valid tokens only (a top-k taken over
+        # the full vocabulary could keep only invalid tokens).
+        processors = LogitsProcessorList([SidLogitsProcessor(self.sid_table.trie(), self.sid_token_ids,
+                                                             prompt_length, self.eos_token_id)])
+        if args.temperature and args.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(args.temperature))
+        if args.top_k:
+            processors.append(TopKLogitsWarper(args.top_k))
+        if args.top_p is not None and args.top_p < 1.0:
+            processors.append(TopPLogitsWarper(args.top_p))
+        n_new = self.sid_table.n_levels + 1
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
+                             temperature=1.0, top_k=None, top_p=None, logits_processor=processors,
+                             max_new_tokens=n_new, min_new_tokens=n_new, pad_token_id=pad_id_of(self.tokenizer),
+                             eos_token_id=None, output_scores=True, return_dict_in_generate=True)
+        completion = out.sequences[:, prompt_length:]  # (rows, n_levels + 1)
+        step_logps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1)
+        seq_logp = step_logps.gather(2, completion[:, :, None]).squeeze(2).sum(1)  # (rows,)
+        ranks = [0] * len(prompt_ids)
+        for a, b in spans:
+            order = sorted(range(a, b), key=lambda r: (-float(seq_logp[r]), r))
+            for rank, row in enumerate(order):
+                ranks[row] = rank
+        return completion.tolist(), ranks
+
+    def check(self, completion_ids: Sequence[Sequence[int]]) -> None:
+        """Raise :class:`InvalidRolloutError` unless every completion is one valid SID followed by EOS."""
+        import torch
+
+        from sidrec.sid import SidLogitsProcessor
+
+        n_levels = self.sid_table.n_levels
+        bad = [i for i, c in enumerate(completion_ids) if len(c) != n_levels + 1 or c[-1] != self.eos_token_id]
+        sids = torch.tensor([list(c[:n_levels]) + [0] * (n_levels - len(c[:n_levels])) for c in completion_ids])
+        walker = SidLogitsProcessor(self.sid_table.trie(), self.sid_token_ids, prompt_length=0)
+        items = walker.trie.leaf_item(walker.nodes(sids))  # (rows,) item index, -1 = not a catalogue SID
+        bad += [i for i in torch.nonzero(items < 0).flatten().tolist() if i not in bad]
+        if bad:
+            sample = self.tokenizer.decode(completion_ids[bad[0]])
+            raise InvalidRolloutError(f"{len(bad)} of {len(completion_ids)} rollouts are not one catalogue SID + "
+                                      f"EOS, e.g. {sample!r}: the trie constraint failed")
+        self.n_checked += len(completion_ids)
+
+
+# ---------------------------------------------------------------------------------------------------- logging
+def _curve_logger(path: Path, start_step: int):
+    """A TrainerCallback that appends every log record (reward, KL, loss, ...) to ``path`` (a JSON list).
+
+    A run resumed at ``start_step`` keeps the records up to that step and drops later ones (the interrupted run
+    logged them, and they are about to be produced again).
+    """
+    from transformers import TrainerCallback
+
+    class CurveLogger(TrainerCallback):
+        def __init__(self) -> None:
+            old = json.loads(path.read_text()) if start_step and path.is_file() else []
+            self.records: list[dict[str, Any]] = [r for r in old if r.get("step", 0) <= start_step]
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                self.records.append({"step": state.global_step, "epoch": state.epoch, **logs})
+                write_json(path, self.records)
+
+    return CurveLogger()
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def build_dataset(args: GrpoArgs, tokenizer, sid_table: SidTable, seed: int):
+    """The GRPO prompts: ``prompt`` (formatted string), ``target`` (item id), ``target_sid`` (SID string)."""
+    import datasets
+    import numpy as np
+
+    from sidrec.align.prompts import build_prompts
+    from sidrec.data import load_data
+
+    samples = load_data(args.data).split(args.train_split)
+    targets = samples["target"]
+    known = sid_table.item_index
+    rows = [i for i, t in enumerate(targets) if t in known]
+    if len(rows) < len(targets):
+        log.warning("%d of %d %s samples have a target without a SID: skipped", len(targets) - len(rows),
+                    len(targets), args.train_split)
+    if not rows:
+        raise InputError(f"no {args.train_split} sample has a target with a SID", args.data)
+    if args.max_train_samples is not None and len(rows) > args.max_train_samples:
+        rows = sorted(np.random.default_rng(seed).choice(rows, args.max_train_samples, replace=False).tolist())
+    histories = samples.select(rows)["history"]
+    return datasets.Dataset.from_dict({
+        "prompt": build_prompts(tokenizer, histories, sid_table, max_history=args.max_history),
+        "target": [targets[i] for i in rows],
+        "target_sid": [sid_table.item_sid_string(targets[i]) for i in rows],
+    })
+
+
+def target_ranks_on_split(model, tokenizer, sid_table: SidTable, data_dir: str | Path, split: str = "valid",
+                          n_samples: int | None = None, beams: int = 20, topk: int = 10,
+                          max_history: int | None = None):
+    """1-based rank of each target in the model's constrained beam-search top-``topk`` (0 = not in it), for the
+    first ``n_samples`` samples of ``split`` (all when None), in split order. Shape ``(n_samples,)``."""
+    from sidrec.align.prompts import build_prompts
+    from sidrec.data import load_data
+    from sidrec.decode import recommend
+    from sidrec.eval.metrics import target_ranks
+
+    samples = load_data(data_dir).split(split)
+    if n_samples is not None:
+        samples = samples.select(range(min(n_samples, len(samples))))
+    prompts = build_prompts(tokenizer, samples["history"], sid_table, max_history=max_history)
+    was_training = model.training
+    model.eval()
+    ranked = recommend(model, tokenizer, prompts, sid_table, beams=beams, topk=topk, backend="torch")
+    model.train(was_training)
+    return target_ranks([[item for item, _ in r] for r in ranked], samples["target"])
+
+
+def validation_ndcg(model, tokenizer, sid_table: SidTable, data_dir: str | Path, n_samples: int, beams: int,
+                    max_history: int | None = None) -> dict[str, float]:
+    """HR/NDCG@{1,5,10} of constrained beam search on the first ``n_samples`` validation samples."""
+    from sidrec.eval.metrics import per_sample_metrics, summarize
+
+    ranks = target_ranks_on_split(model, tokenizer, sid_table, data_dir, "valid", n_samples, beams, 10, max_history)
+    metrics = summarize(per_sample_metrics(ranks, ks=(1, 5, 10)))
+    return {k: v for k, v in metrics.items() if not k.startswith("MRR")} | {"n_samples": len(ranks)}
+
+
+# ---------------------------------------------------------------------------------------------------- stage
+def _fingerprint(args: GrpoArgs, trainer: GRPOConfig) -> dict[str, Any]:
+    """What the resume / skip check compares: every option that changes the trained model."""
+    trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in _VOLATILE_TRAINER_FIELDS}
+    return {"grpo": to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
+
+
+def _check_tokenizer(tokenizer, sid_table: SidTable, where: str) -> None:
+    """Fail early when SID tokens would not survive TRL's ``batch_decode(skip_special_tokens=True)``."""
+    first = sid_table.item_sid_string(sid_table.item_ids[0])
+    ids = tokenizer.encode(first, add_special_tokens=False)
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    if "".join(decoded.split()) != first:
+        raise InputError(f"the tokenizer turns {first!r} into {decoded!r} when decoding with "
+                         "skip_special_tokens=True (SID tokens added as special tokens?); GRPO rewards read the "
+                         "decoded completions: add SID tokens as ordinary tokens (sidrec align)", where)
+
+
+def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
+    """Train ``args.sft_model`` with GRPO on ``args.data``'s training samples; returns ``output_dir/final``.
+
+    ``output_dir`` (``trainer_args.output_dir``) receives ``checkpoint-*`` folders (resumed from when a run was
+    interrupted), tensorboard logs, ``train_curves.json``, ``config.yaml``, optionally ``valid_metrics.json``, and
+    ``final/`` (model + tokenizer, written atomically).
+    """
+    problems = args.problems(trainer_args)
+    if problems:
+        raise ConfigError(problems)
+    out = Path(trainer_args.output_dir)
+    final = out / "final"
+    fingerprint = _fingerprint(args, trainer_args)
+    if not args.force and final.is_dir() and stage_is_done(out, fingerprint):
+        log.info("grpo: %s holds a finished run with the same options: skipped (force to redo)", final)
+        return final
+    if not Path(args.sft_model).is_dir():
+        raise InputError("SFT model folder not found (run `sidrec sft` first)", args.sft_model)
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook, on purpose
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOTrainer
+
+    from sidrec.sid import SidTable
+    from sidrec.train.rewards import build_reward_funcs
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    sid_table = SidTable.load(args.sids)
+    tokenizer = AutoTokenizer.from_pretrained(args.sft_model)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    _check_tokenizer(tokenizer, sid_table, args.sft_model)
+    dtype = torch.bfloat16 if trainer_args.bf16 else torch.float16 if trainer_args.fp16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(args.sft_model, dtype=dtype)
+    dataset = build_dataset(args, tokenizer, sid_table, trainer_args.seed)
+
+    resume: str | bool | None = trainer_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    if args.force:
+        for old in out.glob("checkpoint-*"):
+            shutil.rmtree(old)
+        (out / CURVES_FILE).unlink(missing_ok=True)
+        resume = None
+    elif resume is None and out.is_dir() and get_last_checkpoint(str(out)) is not None:
+        resume = get_last_checkpoint(str(out))
+    start_step = 0
+    if resume:
+        checkpoint = Path(get_last_checkpoint(str(out)) if resume is True else resume)
+        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+        log.info("grpo: resuming from %s (step %d)", checkpoint, start_step)
+    main_process = PartialState().is_main_process
+    out.mkdir(parents=True, exist_ok=True)
+    if main_process:
+        write_yaml(out / "config.yaml", fingerprint)
+
+    valid: dict[str, Any] = {}
+    if args.valid_samples and main_process:
+        valid["sft"] = validation_ndcg(model, tokenizer, sid_table, args.data, args.valid_samples, args.valid_beams,
+                                       args.max_history)
+
+    rollout = SidRollout(sid_table, tokenizer, args.rollout, trainer_args.num_generations)
+    trainer = GRPOTrainer(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
+                          args=trainer_args, train_dataset=dataset, processing_class=tokenizer,
+                          rollout_func=rollout, callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    minutes = (time.perf_counter() - started) / 60
+
+    _save_final(trainer, tokenizer, final)
+    if main_process:
+        if args.valid_samples:
+            valid["grpo"] = validation_ndcg(trainer.model, tokenizer, sid_table, args.data, args.valid_samples,
+                                            args.valid_beams, args.max_history)
+            write_json(out / VALID_METRICS_FILE, valid)
+        mark_stage_done(out, "grpo", fingerprint)
+        _summary(out, result.global_step, start_step, minutes, rollout, valid)
+    if hasattr(trainer, "end"):
+        trainer.end()  # transformers >= 5.18: close trackers and the process group
+    return final
+
+
+def _save_final(trainer, tokenizer, final: Path) -> None:
+    """Write ``final`` (model + tokenizer) atomically: every rank takes part in ``save_model`` (ZeRO-3 gathers the
+    weights), the main one writes and renames."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    accelerator = trainer.accelerator
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def run_grpo_from_dict(options: Mapping[str, Any], *, model_dir: str | Path, align_dir: str | Path | None,
+                       data_dir: str | Path, sids_dir: str | Path, output_dir: str | Path) -> Path:
+    """The pipeline's entry: run the stage from a config section instead of a command line.
+
+    ``options`` holds GrpoArgs and GRPOConfig keys; ``config_file`` (optional) names a YAML file of the same keys
+    that ``options`` override (e.g. ``configs/grpo/demo.yaml``). The run directory supplies ``sft_model``,
+    ``data``, ``sids`` and ``output_dir``; ``max_history`` defaults to the align stage's (``align/stats.json``) so
+    GRPO prompts look like the SFT prompts. Without CUDA the trainer runs on CPU in float32.
+    """
+    import yaml
+
+    merged: dict[str, Any] = {}
+    options = dict(options)
+    config_file = options.pop("config_file", None)
+    if config_file:
+        try:
+            merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError([f"config_file not found: {config_file}"]) from None
+    merged.update(options)
+    merged.update(sft_model=str(model_dir), data=str(data_dir), sids=str(sids_dir), output_dir=str(output_dir))
+    stats = Path(align_dir) / "stats.json" if align_dir else None
+    if merged.get("max_history") is None and stats is not None and stats.is_file():
+        merged["max_history"] = json.loads(stats.read_text()).get("max_history")
+    import torch
+
+    if not torch.cuda.is_available():
+        merged.setdefault("use_cpu", True)
+        merged["bf16"] = merged["fp16"] = False
+    try:
+        args, trainer_args = make_parser().parse_dict(merged, allow_extra_keys=False)
+    except (ValueError, TypeError) as e:  # unknown keys, or GRPOConfig.__post_init__ refusing a combination
+        raise ConfigError([str(e)], str(config_file) if config_file else "grpo section") from None
+    return run_grpo(args, trainer_args)
+
+
+def sid_table_strings(sid_table: SidTable) -> list[str]:
+    """Every catalogue SID as its token string (what the validity reward accepts)."""
+    return [sid_table.item_sid_string(item) for item in sid_table.item_ids]
+
+
+def _summary(out: Path, global_step: int, start_step: int, minutes: float, rollout: SidRollout,
+             valid: dict[str, Any]) -> None:
+    """The one-screen summary: steps, rollouts checked, reward and KL, validation NDCG@10 before and after."""
+    curves = json.loads((out / CURVES_FILE).read_text()) if (out / CURVES_FILE).is_file() else []
+    rewarded = [r for r in curves if "reward" in r]
+    first, last = (rewarded[0], rewarded[-1]) if rewarded else ({}, {})
+    resumed = f" resumed at step {start_step}" if start_step else ""
+    lines = [f"grpo: {global_step - start_step} steps{resumed}, {rollout.n_checked} rollouts (all valid SIDs), "
+             f"{minutes:.1f} min",
+             f"  reward {first.get('reward', float('nan')):.3f} -> {last.get('reward', float('nan')):.3f}, "
+             f"kl {last.get('kl', float('nan')):.4f}"]
+    if valid:
+        lines.append("  valid NDCG@10 " + " -> ".join(f"{k} {v['NDCG@10']:.4f}" for k, v in valid.items()))
+    lines.append(f"  model: {out / 'final'}   curves: {out / CURVES_FILE}")
+    log.info("\n".join(lines))

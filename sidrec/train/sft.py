@@ -1,0 +1,286 @@
+"""Stage ``sft``: supervised fine-tuning on the align stage's data with TRL's SFTTrainer (loss on completions only).
+
+Inputs come from ``RUN/align`` (:mod:`sidrec.align`): ``model/`` (base model with SID tokens, SA-initialised),
+``dataset/`` (prompt/completion pairs of the main task and the TS-Align tasks; ``valid`` holds main-task
+validation samples with their target items) and ``sids/``. Trainer options are TRL's own ``SFTConfig`` fields, in
+the same YAML file as :class:`SftArgs`. LoRA (peft) trains adapters on every linear layer plus the full
+``embed_tokens`` and ``lm_head``, since the new SID rows must move; the saved model is merged.
+
+``output_dir`` receives ``checkpoint-*`` folders (an interrupted run resumes from the last one), tensorboard logs
+(``report_to``), ``log_history.json``, ``sft_summary.json`` (time, tokens/s, validation HR@10 / NDCG@10 over
+training), ``config.yaml`` and ``final/`` (model + tokenizer, plain transformers format, loadable by vLLM).
+A finished run with the same options is skipped (``force`` redoes it).
+
+    sidrec sft --config configs/sft/demo.yaml                                  # one process
+    accelerate launch scripts/sft.py --config configs/sft/demo.yaml            # any accelerate setup
+    accelerate launch --config_file deepspeed_configs/zero2.yaml scripts/sft.py --config configs/sft/demo.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sidrec.artifacts import mark_stage_done, stage_is_done, to_plain, write_json, write_yaml
+from sidrec.config import opt
+from sidrec.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from trl import SFTConfig
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "sft_summary.json"
+LOG_HISTORY_FILE = "log_history.json"
+# SFTConfig fields that do not change what is trained (left out of the resume fingerprint).
+_VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "disable_tqdm",
+                            "report_to", "push_to_hub", "hub_token", "run_name", "logging_steps",
+                            "dataloader_num_workers", "local_rank", "deepspeed", "use_cpu")
+
+
+@dataclass
+class SftArgs:
+    """sidrec's options of the SFT stage; trainer options (learning_rate, num_train_epochs, ...) are TRL's
+    ``SFTConfig`` fields in the same YAML file."""
+
+    align_dir: str = opt("runs/demo/align", "RUN/align from `sidrec align` (model/, dataset/, sids/)")
+    model_name_or_path: str | None = opt(None, "model to fine-tune (default: ALIGN_DIR/model, the base model "
+                                               "with SID tokens)")
+    train_tasks: list[str] = opt([], "train only on these tasks of the align dataset (default: all), e.g. next_sid")
+    use_lora: bool = opt(False, "train LoRA adapters (peft) plus full embed_tokens and lm_head; merged on save")
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: int = opt(32, "LoRA alpha")
+    lora_dropout: float = opt(0.05, "LoRA dropout")
+    lora_target_modules: list[str] = opt(["all-linear"], "modules that get LoRA adapters")
+    val_samples: int = opt(200, "validation samples decoded for HR@10 / NDCG@10 at each evaluation (0 = off)")
+    val_beams: int = opt(20, "beam width of the validation decoding")
+    val_batch_size: int = opt(32, "prompts per decoding batch during validation")
+    force: bool = opt(False, "retrain from scratch even when output_dir holds a finished run or checkpoints")
+
+    def problems(self, trainer: SFTConfig | None = None) -> list[str]:
+        """Every problem with these options (and the trainer options they depend on), for one ConfigError."""
+        from sidrec.align.prompts import TASKS
+
+        p = []
+        unknown = [t for t in self.train_tasks if t not in TASKS]
+        if unknown:
+            p.append(f"train_tasks: unknown {unknown}; choose from {list(TASKS)}")
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            p.append("lora_r and lora_alpha must be >= 1")
+        if self.val_samples < 0 or self.val_beams < 10:
+            p.append("val_samples >= 0 and val_beams >= 10 (HR@10 needs ten items) required")
+        if trainer is not None:
+            if trainer.completion_only_loss is False:
+                p.append("completion_only_loss: must stay true/null (the loss is on the answers only)")
+            if trainer.packing:
+                p.append("packing: not supported with completion-only prompt/completion data; set false")
+            if trainer.max_length is not None and trainer.max_length < 32:
+                p.append("max_length: too short for a prompt with a history (use >= 256)")
+        return p
+
+
+def make_parser():
+    """``TrlParser`` over (:class:`SftArgs`, ``SFTConfig``): ``--config file.yaml`` plus flags."""
+    from trl import SFTConfig, TrlParser
+
+    return TrlParser((SftArgs, SFTConfig))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[SftArgs, SFTConfig]:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into validated (SftArgs, SFTConfig); an unknown YAML key or flag
+    is an error (raises :class:`ConfigError`)."""
+    parser = make_parser()
+    try:
+        args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    except ValueError as e:  # TrlParser: unknown YAML keys; SFTConfig.__post_init__: inconsistent options
+        raise ConfigError([str(e)]) from None
+    problems = args.problems(trainer)
+    if problems:
+        raise ConfigError(problems)
+    return args, trainer
+
+
+def _fingerprint(args: SftArgs, trainer: SFTConfig) -> dict[str, Any]:
+    """What the skip check compares: every option that changes the trained model."""
+    trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in _VOLATILE_TRAINER_FIELDS}
+    return {"sft": to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
+
+
+def peft_config(args: SftArgs):
+    """LoRA on ``lora_target_modules`` with ``embed_tokens`` and ``lm_head`` trained in full (the SID rows)."""
+    from peft import LoraConfig
+
+    targets = args.lora_target_modules
+    return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                      target_modules=targets[0] if targets == ["all-linear"] else targets,
+                      modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM")
+
+
+def load_align_dataset(args: SftArgs):
+    """The align stage's DatasetDict, train restricted to ``train_tasks`` when given."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(Path(args.align_dir) / "dataset"))
+    if args.train_tasks:
+        wanted = set(args.train_tasks)
+        ds["train"] = ds["train"].filter(lambda t: t in wanted, input_columns="task")
+        if len(ds["train"]) == 0:
+            raise InputError(f"no training examples of tasks {sorted(wanted)}", Path(args.align_dir) / "dataset")
+    return ds
+
+
+def _save_final(trainer, args: SftArgs, tokenizer, out: Path) -> Path:
+    """Write ``out/final`` (model + tokenizer) atomically; LoRA adapters are merged into the base model first."""
+    final, tmp = out / "final", out / ".final.tmp"
+    accelerator = trainer.accelerator
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))  # every rank takes part (ZeRO-3 gathers the weights); the main one writes
+    if accelerator.is_main_process:
+        if args.use_lora:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            base = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype="auto")
+            merged = PeftModel.from_pretrained(base, str(tmp)).merge_and_unload()
+            shutil.rmtree(tmp)
+            merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _model_path(args: SftArgs) -> str:
+    return args.model_name_or_path or str(Path(args.align_dir) / "model")
+
+
+def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
+    """Fine-tune on ``args.align_dir``'s data; returns ``output_dir/final`` (see the module docstring)."""
+    problems = args.problems(trainer_args)
+    if problems:
+        raise ConfigError(problems)
+    out = Path(trainer_args.output_dir)
+    final = out / "final"
+    fingerprint = _fingerprint(args, trainer_args)
+    if not args.force and final.is_dir() and stage_is_done(out, fingerprint):
+        log.info("sft: %s holds a finished run with the same options: skipped (force to redo)", final)
+        return final
+
+    align = Path(args.align_dir)
+    for part in ("dataset", "sids") + (("model",) if args.model_name_or_path is None else ()):
+        if not (align / part).exists():
+            raise InputError(f"{part}/ not found: run `sidrec align --out {align}` first", align)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    from sidrec.sid import SidTable
+    from sidrec.train.validation import RankingCallback
+
+    sid_table = SidTable.load(Path(args.align_dir) / "sids")
+    tokenizer = AutoTokenizer.from_pretrained(_model_path(args))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    sid_table.token_ids(tokenizer)  # fails early, naming the folder, when the SID tokens are missing
+    dtype = torch.bfloat16 if trainer_args.bf16 and torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype=dtype)
+    ds = load_align_dataset(args)
+    valid = ds["valid"].select(range(min(args.val_samples, len(ds["valid"])))) if args.val_samples else None
+
+    resume: str | bool | None = trainer_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    if args.force:
+        for old in out.glob("checkpoint-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        resume = None
+    elif resume is None and out.is_dir() and get_last_checkpoint(str(out)) is not None:
+        resume = get_last_checkpoint(str(out))
+        log.info("sft: resuming from %s", resume)
+    out.mkdir(parents=True, exist_ok=True)
+
+    callbacks = []
+    ranking = None
+    if valid is not None:
+        ranking = RankingCallback(valid["prompt"], valid["target"], sid_table, tokenizer, beams=args.val_beams,
+                                  ks=(10,), batch_size=args.val_batch_size)
+        callbacks.append(ranking)
+    evaluating = str(getattr(trainer_args.eval_strategy, "value", trainer_args.eval_strategy)) != "no"
+    trainer = SFTTrainer(
+        model=model, args=trainer_args, processing_class=tokenizer,
+        train_dataset=ds["train"].select_columns(["prompt", "completion"]),
+        eval_dataset=ds["valid"].select_columns(["prompt", "completion"]) if evaluating else None,
+        peft_config=peft_config(args) if args.use_lora else None, callbacks=callbacks,
+    )
+    if ranking is not None:
+        ranking.trainer = trainer
+    if trainer.accelerator.is_main_process:
+        write_yaml(out / "config.yaml", fingerprint)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    final = _save_final(trainer, args, tokenizer, out)
+    if trainer.accelerator.is_main_process:
+        summary = _summary(trainer, result, seconds, ranking, len(ds["train"]))
+        write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
+        write_json(out / SUMMARY_FILE, summary)
+        mark_stage_done(out, "sft", fingerprint)
+        _print_summary(summary, final)
+    if hasattr(trainer, "end"):
+        trainer.end()  # transformers >= 5.18: close trackers and the process group
+    return final
+
+
+def _summary(trainer, result, seconds: float, ranking, n_train: int) -> dict[str, Any]:
+    history = trainer.state.log_history
+    tokens = max((r.get("num_tokens", 0) for r in history), default=0)
+    losses = [r["loss"] for r in history if "loss" in r]
+    return {
+        "global_step": result.global_step, "train_examples": n_train,
+        "train_seconds": round(seconds, 1), "train_runtime": result.metrics.get("train_runtime"),
+        "tokens": int(tokens), "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        "train_loss": result.metrics.get("train_loss"),
+        "validation": ranking.history if ranking is not None else [],
+        "n_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "n_trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "world_size": trainer.accelerator.num_processes,
+        "device": str(trainer.accelerator.device),
+    }
+
+
+def _print_summary(summary: dict[str, Any], final: Path) -> None:
+    lines = [f"sft: {summary['global_step']} steps in {summary['train_seconds'] / 60:.1f} min, "
+             f"{summary['tokens_per_second']} tokens/s, loss {summary['loss_first']} -> {summary['loss_last']}"]
+    if summary["validation"]:
+        trail = " -> ".join(f"{v['eval_hr@10']:.3f}" for v in summary["validation"])
+        lines.append(f"  validation HR@10 over training: {trail}; final NDCG@10 "
+                     f"{summary['validation'][-1]['eval_ndcg@10']:.4f}")
+    lines.append(f"  model: {final}")
+    log.info("\n".join(lines))
+    print("\n".join(lines), flush=True)
+
+
+def sft_main(argv: Sequence[str] | None = None) -> Path:
+    """Parse ``argv`` and run the stage (what ``scripts/sft.py`` and ``sidrec sft`` call)."""
+    args, trainer_args = parse_args(argv)
+    return run_sft(args, trainer_args)
+
+
+def read_summary(output_dir: str | Path) -> dict[str, Any]:
+    """``sft_summary.json`` of a finished run."""
+    return json.loads((Path(output_dir) / SUMMARY_FILE).read_text())

