@@ -13,7 +13,7 @@ Two strategies (``--collision``):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -110,3 +110,37 @@ def extra_level(z: torch.Tensor, codebooks: list[torch.Tensor], codes: np.ndarra
     size = int(extra.max()) + 1
     return np.concatenate([codes, extra[:, None]], axis=1), {"strategy": "extra_level", "extra_level_size": size,
                                                              "items_with_nonzero_extra": int((extra > 0).sum())}
+
+
+def fill_extra_level(z: torch.Tensor, codebooks: list[torch.Tensor], codes: np.ndarray,
+                     taken: Iterable[Sequence[int]], extra_size: int) -> np.ndarray:
+    """Cold start under ``extra_level``: give each new row a free disambiguation code below ``extra_size``.
+
+    The extra level's size is part of the token vocabulary a model was trained with, so it never grows: a row
+    whose SID already holds ``extra_size`` items moves to the nearest SID (as :func:`reassign` ranks them) that
+    still has a free slot. ``taken`` are the existing full SIDs (``L + 1`` codes). Returns ``(n, L + 1)`` codes.
+    """
+    n_levels = len(codebooks)
+    used: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    for sid in taken:
+        used[tuple(int(c) for c in sid[:n_levels])].add(int(sid[n_levels]))
+
+    def free_slot(prefix: tuple[int, ...]) -> int | None:
+        return next((k for k in range(extra_size) if k not in used[prefix]), None)
+
+    out = np.zeros((len(codes), n_levels + 1), dtype=np.int64)
+    for row in range(len(codes)):
+        prefix = tuple(int(c) for c in codes[row])
+        slot = free_slot(prefix)
+        if slot is None:
+            for cand in candidate_sids(z[row], codebooks, prefix)[0]:
+                prefix = tuple(int(c) for c in cand)
+                slot = free_slot(prefix)
+                if slot is not None:
+                    break
+            else:
+                raise InputError(f"no free SID left near {prefix}: every SID sharing its first "
+                                 f"{max(n_levels - 2, 0)} codes holds {extra_size} items")
+        used[prefix].add(slot)
+        out[row] = [*prefix, slot]
+    return out

@@ -21,7 +21,7 @@ from sidrec.artifacts import atomic_dir, mark_stage_done, stage_is_done, to_plai
 from sidrec.config import opt
 from sidrec.errors import InputError
 from sidrec.quantize.analysis import sid_stats
-from sidrec.quantize.collisions import extra_level, group_sizes, reassign
+from sidrec.quantize.collisions import extra_level, fill_extra_level, group_sizes, reassign
 from sidrec.quantize.rqvae import RQVAE, ResidualKMeans, residual_quantize
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def run_quantize(cfg: QuantizeConfig) -> Path:
     with atomic_dir(out) as tmp:
         write_json(tmp / "sids.json", {i: [int(c) for c in row] for i, row in zip(ids, final)}, indent=None)
         torch.save({"kind": model.kind, "state_dict": model.state_dict(), "in_dim": int(x.shape[1]),
-                    "codebook_sizes": cfg.sizes, "latent_dim": cfg.latent_dim, "hidden_dims": cfg.hidden_dims,
+                    "codebook_sizes": cfg.sizes, "sid_codebook_sizes": sizes, "latent_dim": cfg.latent_dim, "hidden_dims": cfg.hidden_dims,
                     "dropout": cfg.dropout, "collision": cfg.collision, "config": to_plain(cfg)}, tmp / MODEL_FILE)
         write_json(tmp / "stats.json", stats)
         write_yaml(tmp / "config.yaml", cfg)
@@ -238,36 +238,44 @@ def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[l
     """SIDs for new items from the trained quantizer, unique against ``sids.json`` and among themselves.
 
     No retraining: the new embeddings (made like the catalogue's, e.g. by
-    :func:`sidrec.semantics.embed_new_items`) are encoded and quantized greedily; a collision is resolved with the
-    folder's strategy (``reassign``: nearest free SID; ``extra_level``: the next free disambiguation code).
-    Returns one code list per new item, in order. The caller adds them to ``sids.json``.
+    :func:`sidrec.semantics.embed_new_items`) are encoded and quantized greedily (nearest code per level; the
+    Sinkhorn balancing of ``--sinkhorn-last-level`` needs the whole catalogue and is not applied). A collision is
+    resolved with the folder's strategy -- ``reassign``: the nearest free SID; ``extra_level``: the smallest free
+    disambiguation code, moving to the nearest SID with a free one when all are taken -- so the codebook sizes,
+    and with them the SID token vocabulary, never change. Returns one code list per new item, in order; the caller
+    adds them to ``sids.json`` (:func:`add_items_to_sids` does both).
     """
     model, blob = load_quantizer(sids_dir)
     sids_path = Path(sids_dir) / "sids.json"
-    existing = json.loads(sids_path.read_text()) if sids_path.is_file() else {}
+    existing = [tuple(int(c) for c in sid) for sid in json.loads(sids_path.read_text()).values()] \
+        if sids_path.is_file() else []
     x = torch.as_tensor(np.asarray(new_item_embeddings, dtype=np.float32))
     if x.ndim != 2 or x.shape[1] != blob["in_dim"]:
         raise InputError(f"new item embeddings have shape {tuple(x.shape)}, the quantizer expects "
                          f"(n, {blob['in_dim']})", sids_dir)
+    if not torch.isfinite(x).all():
+        raise InputError("new item embeddings contain NaN or infinite values", sids_dir)
     if len(x) == 0:
         return []
     with torch.no_grad():
         z = model.encode(x)
         codes = residual_quantize(z, model.codebooks)[0].numpy()
-        n_levels = len(blob["codebook_sizes"])
         if blob["collision"] == "extra_level":
-            used: dict[tuple[int, ...], set[int]] = {}
-            for sid in existing.values():
-                used.setdefault(tuple(sid[:n_levels]), set()).add(int(sid[n_levels]))
-            out = []
-            for row in codes:
-                taken = used.setdefault(tuple(int(c) for c in row), set())
-                extra = next(k for k in range(len(taken) + 1) if k not in taken)
-                taken.add(extra)
-                out.append([int(c) for c in row] + [extra])
-            return out
-        final, _ = reassign(z, model.codebooks, codes, taken=[tuple(s) for s in existing.values()])
+            extra_size = _sid_codebook_sizes(sids_dir, blob)[-1]
+            final = fill_extra_level(z, model.codebooks, codes, existing, extra_size)
+        else:
+            final, _ = reassign(z, model.codebooks, codes, taken=existing)
     return [[int(c) for c in row] for row in final]
+
+
+def _sid_codebook_sizes(sids_dir: str | Path, blob: dict) -> list[int]:
+    """Codebook sizes of the SIDs (with the extra level, if any): saved in rqvae.pt, else in stats.json."""
+    if "sid_codebook_sizes" in blob:
+        return list(blob["sid_codebook_sizes"])
+    stats_path = Path(sids_dir) / "stats.json"
+    if not stats_path.is_file():
+        raise InputError("stats.json (codebook sizes) not found beside the quantizer", stats_path)
+    return list(json.loads(stats_path.read_text())["codebook_sizes"])
 
 
 def add_items_to_sids(sids_dir: str | Path, item_ids: list[str], new_item_embeddings: np.ndarray) -> dict[str, list[int]]:
@@ -277,6 +285,10 @@ def add_items_to_sids(sids_dir: str | Path, item_ids: list[str], new_item_embedd
     clash = [i for i in item_ids if i in table]
     if clash:
         raise InputError(f"items already have SIDs: {clash[:5]}", sids_path)
+    if len(set(item_ids)) != len(item_ids):
+        raise InputError("duplicate ids among the new items", sids_path)
+    if len(item_ids) != len(new_item_embeddings):
+        raise InputError(f"{len(item_ids)} new item ids but {len(new_item_embeddings)} embeddings", sids_path)
     new = dict(zip(item_ids, assign_sids(sids_dir, new_item_embeddings)))
     write_json(sids_path, {**table, **new}, indent=None)
     return new
