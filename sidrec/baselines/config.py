@@ -21,7 +21,8 @@ class BaselineConfig:
     fusion: Fusion = opt("id", "item input representation: id, asegr, llmesr, said, guided")
     data: str = opt("runs/demo/data", "prepared dataset folder (RUN/data)")
     semantics: str | None = opt(None, "semantics folder (RUN/semantics); required by every fusion except id")
-    out: str | None = opt(None, "test predictions JSONL (default RUN/predictions/<model>_<fusion>.jsonl)")
+    split: Literal["test", "valid"] = opt("test", "split whose samples --out ranks (early stopping always uses valid)")
+    out: str | None = opt(None, "predictions JSONL of --split (default RUN/predictions/<model>_<fusion>.jsonl)")
     valid_out: str | None = opt(None, "also write validation-split predictions here")
     checkpoint_dir: str | None = opt(None, "where the best model, training log and config go "
                                            "(default RUN/baselines/<out stem>)")
@@ -114,6 +115,13 @@ class BaselineConfig:
         if self.out:
             return Path(self.out)
         return Path(self.data).resolve().parent / "predictions" / f"{self.name}.jsonl"
+
+    def outputs(self) -> list[tuple[str, Path]]:
+        """(split, predictions path) pairs to write: ``--split`` to ``--out``, plus valid to ``--valid-out``."""
+        pairs = [(self.split, self.out_path())]
+        if self.valid_out and self.split != "valid":
+            pairs.append(("valid", Path(self.valid_out)))
+        return pairs
 
     def checkpoint_path(self) -> Path:
         """Training folder: ``--checkpoint-dir`` or ``RUN/baselines/<out stem>`` (``<out>.train`` elsewhere)."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from sidrec.baselines.sequences import PAD, EvalSamples
+from sidrec.eval.metrics import per_sample_metrics, summarize
 from sidrec.predictions import Prediction, write_predictions
 
 # scores for a batch of samples: (history (b, L), sample rows (b,)) -> (b, n_items + 1), column 0 = padding
@@ -54,14 +55,9 @@ def iter_topk(score_fn: ScoreFn, samples: EvalSamples, k: int, batch_size: int, 
 
 
 def ranking_metrics(ranks: np.ndarray, ks=(5, 10, 20)) -> dict[str, float]:
-    """HR@K and NDCG@K from 1-based ranks over the whole catalogue (for validation and early stopping)."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    out = {}
-    for k in ks:
-        hit = ranks <= k
-        out[f"HR@{k}"] = float(hit.mean()) if ranks.size else 0.0
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()) if ranks.size else 0.0
-    return out
+    """HR@K and NDCG@K (the shared evaluator's definitions) from 1-based ranks over the whole catalogue."""
+    metrics = summarize(per_sample_metrics(np.asarray(ranks, dtype=np.int64), ks))
+    return {name: value for name, value in metrics.items() if not name.startswith("MRR")}
 
 
 @torch.no_grad()

@@ -95,7 +95,7 @@ def _train_with_text_embedding(cfg, text_emb: torch.Tensor, known: torch.Tensor,
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    log.info("SAID (text-embedding objective): final reconstruction loss %.4f", float(loss))
+    log.info("SAID (text-embedding objective): final reconstruction loss %.4f", loss.item())
     with torch.no_grad():
         return projector(torch.arange(len(known), device=device)).flatten(1).cpu()
 
@@ -133,7 +133,7 @@ def _train_with_lm(cfg, texts: list[str], known: torch.Tensor, device, gen) -> t
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total, n = total + float(loss), n + 1
+            total, n = total + loss.item(), n + 1
         log.info("SAID epoch %d: LM reconstruction loss %.4f", epoch + 1, total / max(1, n))
     with torch.no_grad():
         return projector(torch.arange(len(known), device=device)).flatten(1).cpu()

@@ -44,9 +44,7 @@ def _write_heuristic(cfg: BaselineConfig, data: CanonicalData, out: Path, device
     model = Popularity(data) if cfg.model == "popularity" else RandomRanker(len(data.item_ids), cfg.seed)
     max_len = cfg.max_len or int(data.stats.get("max_history") or 20)
     summary = {}
-    for split, path in (("test", out), ("valid", cfg.valid_out)):
-        if path is None:
-            continue
+    for split, path in cfg.outputs():
         samples = eval_samples(data, split, max_len)
         summary[split] = write_ranked(path, model.full_sort_predict, samples, data.item_ids, cfg.topk,
                                       cfg.eval_batch_size, cfg.exclude_history, device)

@@ -36,7 +36,8 @@ from sidrec.baselines.sequences import (
 from sidrec.data.store import CanonicalData
 
 log = logging.getLogger(__name__)
-RUN_ONLY = ("out", "valid_out", "checkpoint_dir", "device", "force", "eval_batch_size")  # not part of the model
+RUN_ONLY = ("split", "out", "valid_out", "checkpoint_dir", "device", "force", "eval_batch_size")  # not the model
+LAST = "last.pt"  # resume state of an unfinished training run
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -112,22 +113,23 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
         summary = done
     else:
         write_yaml(ckpt / "config.yaml", cfg)
-        summary = _fit(cfg, data, model, training_rows(cfg, seqs, max_len), max_len, generator, ckpt, device)
+        summary = _fit(cfg, data, model, training_rows(cfg, seqs, max_len), max_len, generator, ckpt, device,
+                       fingerprint)
         summary["fingerprint"] = fingerprint
     model.eval()
     scores = _score_fn(model)
     quick = {}
-    for split, path in (("test", out), ("valid", cfg.valid_out)):
-        if path is None:
-            continue
+    for split, path in cfg.outputs():
+        path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         quick[split] = write_ranked(path, scores, eval_samples(data, split, max_len), data.item_ids, cfg.topk,
                                     cfg.eval_batch_size, cfg.exclude_history, device)
         log.info("%s %s (%.1fs): %s", cfg.name, split, time.perf_counter() - t0,
                  " ".join(f"{k}={v:.4f}" for k, v in quick[split].items()))
     summary["quick_metrics"] = quick
-    summary["predictions"] = {"test": str(out), "valid": cfg.valid_out}
+    summary["predictions"] = {split: str(path) for split, path in cfg.outputs()}
     write_json(summary_path, summary)
+    (ckpt / LAST).unlink(missing_ok=True)  # finished: the resume state is no longer needed
     return out
 
 
@@ -160,7 +162,9 @@ def batch_order(n: int, lengths: torch.Tensor | None, batch_size: int, generator
 
 
 def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender, rows: TrainRows, max_len: int,
-         generator: torch.Generator, ckpt: Path, device: torch.device) -> dict:
+         generator: torch.Generator, ckpt: Path, device: torch.device, fingerprint: str) -> dict:
+    """Train with early stopping; returns the run summary. After every epoch the full training state (weights,
+    optimizer, RNGs, early-stopping counters) goes to ``CKPT/last.pt``, so a killed run resumes where it stopped."""
     valid = eval_samples(data, "valid", max_len)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -168,15 +172,27 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
     log.info("%s: %d training rows, %d validation samples, %d items, %s trainable parameters, device %s",
              cfg.name, len(rows), len(valid), model.n_items, f"{n_params:,}", device)
     lengths = ((rows.inputs != 0) | (rows.labels != 0)).sum(1)
-    best = {"ndcg": -1.0, "epoch": 0, "metrics": {}}
+    state = {"epoch": 0, "best": {"ndcg": -1.0, "epoch": 0, "metrics": {}}, "stale": 0, "train_seconds": 0.0,
+             "eval_seconds": 0.0}
     best_state = copy.deepcopy(model.state_dict())
-    stale, epoch, history = 0, 0, []
-    train_seconds, eval_seconds = 0.0, 0.0
-    started = time.perf_counter()
     log_path = ckpt / "log.jsonl"
-    log_path.write_text("")
+    resumed = None if cfg.force else _load_last(ckpt / LAST, fingerprint, device)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        generator.set_state(resumed["generator"])
+        torch.set_rng_state(resumed["torch_rng"])
+        state = resumed["state"]
+        if (ckpt / "best.pt").is_file():
+            best_state = torch.load(ckpt / "best.pt", map_location=device)
+        log.info("%s: resuming after epoch %d from %s", cfg.name, state["epoch"], ckpt / LAST)
+    else:
+        log_path.write_text("")
+    best = state["best"]
+    epoch = state["epoch"]
+    started = time.perf_counter() - state["train_seconds"] - state["eval_seconds"]
     stop_reason = "max epochs"
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
         total, batches = 0.0, 0
@@ -197,42 +213,60 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
             total += loss.item()
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.4f}", refresh=False)
-        train_seconds += time.perf_counter() - t0
+        state["train_seconds"] += time.perf_counter() - t0
+        state["epoch"] = epoch
         out_of_time = cfg.max_minutes is not None and time.perf_counter() - started > 60 * cfg.max_minutes
-        if epoch % cfg.eval_every and epoch != cfg.epochs and not out_of_time:
-            continue
-        t0 = time.perf_counter()
-        model.eval()
-        metrics = evaluate_scores(_score_fn(model), valid, cfg.eval_batch_size, cfg.exclude_history, device)
-        eval_seconds += time.perf_counter() - t0
-        record = {"epoch": epoch, "loss": total / max(1, batches), "valid": metrics,
-                  "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1)}
-        history.append(record)
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        improved = metrics["NDCG@10"] > best["ndcg"]
-        log.info("%s epoch %d loss %.4f valid HR@10 %.4f NDCG@10 %.4f%s (%.0fs)", cfg.name, epoch,
-                 record["loss"], metrics["HR@10"], metrics["NDCG@10"], " *" if improved else "",
-                 time.perf_counter() - started)
-        if improved:
-            best = {"ndcg": metrics["NDCG@10"], "epoch": epoch, "metrics": metrics}
-            best_state = copy.deepcopy(model.state_dict())
-            with atomic_path(ckpt / "best.pt") as tmp:
-                torch.save(best_state, tmp)
-            stale = 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                stop_reason = f"no validation improvement for {cfg.patience} evaluations"
-                break
-        if out_of_time:
-            stop_reason = f"time budget of {cfg.max_minutes} minutes"
+        stop = False
+        if not (epoch % cfg.eval_every and epoch != cfg.epochs and not out_of_time):
+            t0 = time.perf_counter()
+            model.eval()
+            metrics = evaluate_scores(_score_fn(model), valid, cfg.eval_batch_size, cfg.exclude_history, device)
+            state["eval_seconds"] += time.perf_counter() - t0
+            record = {"epoch": epoch, "loss": total / max(1, batches), "valid": metrics,
+                      "train_seconds": round(state["train_seconds"], 1),
+                      "eval_seconds": round(state["eval_seconds"], 1)}
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            improved = metrics["NDCG@10"] > best["ndcg"]
+            log.info("%s epoch %d loss %.4f valid HR@10 %.4f NDCG@10 %.4f%s (%.0fs)", cfg.name, epoch,
+                     record["loss"], metrics["HR@10"], metrics["NDCG@10"], " *" if improved else "",
+                     time.perf_counter() - started)
+            if improved:
+                best.update(ndcg=metrics["NDCG@10"], epoch=epoch, metrics=metrics)
+                best_state = copy.deepcopy(model.state_dict())
+                with atomic_path(ckpt / "best.pt") as tmp:
+                    torch.save(best_state, tmp)
+                state["stale"] = 0
+            else:
+                state["stale"] += 1
+                if state["stale"] >= cfg.patience:
+                    stop_reason, stop = f"no validation improvement for {cfg.patience} evaluations", True
+            if out_of_time and not stop:
+                stop_reason, stop = f"time budget of {cfg.max_minutes} minutes", True
+        if stop:
             break
+        with atomic_path(ckpt / LAST) as tmp:
+            torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, tmp)
     model.load_state_dict(best_state)
     log.info("%s: stopped after epoch %d (%s); best epoch %d, valid NDCG@10 %.4f", cfg.name, epoch, stop_reason,
              best["epoch"], best["ndcg"])
+    train_seconds = state["train_seconds"]
     return {"config": cfg, "epochs_run": epoch, "best_epoch": best["epoch"], "best_valid": best["metrics"],
             "stop_reason": stop_reason, "train_seconds": round(train_seconds, 1),
-            "eval_seconds": round(eval_seconds, 1), "seconds_per_epoch": round(train_seconds / max(1, epoch), 2),
-            "trainable_parameters": sum(p.numel() for p in params), "training_rows": len(rows),
+            "eval_seconds": round(state["eval_seconds"], 1),
+            "seconds_per_epoch": round(train_seconds / max(1, epoch), 2),
+            "trainable_parameters": n_params, "training_rows": len(rows), "resumed": resumed is not None,
             "device": str(device), "torch_threads": torch.get_num_threads()}
+
+
+def _load_last(path: Path, fingerprint: str, device: torch.device) -> dict | None:
+    """The resume state in ``path`` when it belongs to a run of the same options, else None."""
+    if not path.is_file():
+        return None
+    try:
+        last = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # a truncated file from a killed save: start over
+        log.warning("ignoring unreadable resume state %s (%s)", path, e)
+        return None
+    return last if last.get("fingerprint") == fingerprint else None

@@ -1,0 +1,238 @@
+"""Baselines stage: every backbone learns the synthetic catalogue, every fusion mode trains on the semantics stage's
+embeddings, an interrupted run resumes to the same model, and bad options fail early with ConfigError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+# Small and quick: hidden 32, one block, batches of 32 so a 200-user catalogue gives several steps per epoch.
+FAST = dict(hidden_size=32, num_layers=1, num_heads=2, batch_size=32, lr=5e-3, device="cpu", eval_batch_size=256)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_config(data: Path, out: Path, **options):
+    from sidrec.baselines import BaselineConfig
+    from sidrec.config import resolve
+
+    return resolve(BaselineConfig, overrides={**FAST, "data": str(data), "out": str(out), **options})
+
+
+@pytest.fixture(scope="module")
+def semantics(synthetic_data, tmp_path_factory) -> Path:
+    """RUN/semantics for the synthetic catalogue (text, sensory, fused embeddings; a short student run)."""
+    from sidrec.semantics import SemanticsConfig, run_semantics
+
+    out = tmp_path_factory.mktemp("baseline-sem") / "semantics"
+    run_semantics(SemanticsConfig(data=str(synthetic_data), out=str(out), student_epochs=2, progress=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def random_hr10(synthetic_data, tmp_path_factory) -> float:
+    from sidrec.baselines import train_baseline
+    from sidrec.eval import evaluate
+
+    out = tmp_path_factory.mktemp("random") / "predictions" / "random.jsonl"
+    path = train_baseline(make_config(synthetic_data, out, model="random"))
+    return evaluate(path, synthetic_data)["overall"]["HR@10"]
+
+
+def losses(cfg) -> list[float]:
+    return [json.loads(line)["loss"] for line in (cfg.checkpoint_path() / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("model, epochs", [("sasrec", 4), ("bert4rec", 15), ("bsarec", 2), ("gru4rec", 10)])
+def test_backbone_learns_and_beats_random(model, epochs, synthetic_data, random_hr10, tmp_path):
+    from sidrec.baselines import train_baseline
+    from sidrec.eval import evaluate
+
+    cfg = make_config(synthetic_data, tmp_path / "predictions" / f"{model}_id.jsonl", model=model, epochs=epochs,
+                      patience=epochs)
+    path = train_baseline(cfg)
+    report = evaluate(path, synthetic_data)  # validates every line against the split and the item table
+    assert report["n_predicted"] == report["n_samples"] and report["min_list_length"] == cfg.topk
+    curve = losses(cfg)
+    assert len(curve) == epochs and curve[-1] < curve[0] - 0.1, curve
+    assert report["overall"]["HR@10"] > random_hr10 + 0.05, (report["overall"], random_hr10)
+    summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+    # The trainer's quick metrics (full-catalogue ranks) agree with the shared evaluator on the written top-50.
+    assert summary["quick_metrics"]["test"]["HR@10"] == pytest.approx(report["overall"]["HR@10"])
+    assert summary["quick_metrics"]["test"]["NDCG@10"] == pytest.approx(report["overall"]["NDCG@10"])
+    assert not (cfg.checkpoint_path() / "last.pt").exists()  # the resume state goes once the run is finished
+
+
+FUSION_PARAMS = {"asegr": "items.sensory.project.weight", "guided": "items.guided.project.0.weight",
+                 "said": "items.said.project.0.weight", "llmesr": "adapter.0.weight"}
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION_PARAMS))
+def test_fusion_mode_trains_its_semantic_branch(fusion, synthetic_data, semantics, tmp_path):
+    from sidrec.baselines import train_baseline
+    from sidrec.baselines.sequences import train_sequences
+    from sidrec.baselines.trainer import build_model, seed_everything
+    from sidrec.data import load_data
+    from sidrec.eval import evaluate
+
+    cfg = make_config(synthetic_data, tmp_path / "predictions" / f"sasrec_{fusion}.jsonl", fusion=fusion,
+                      semantics=str(semantics), epochs=2, patience=2, said_epochs=1)
+    path = train_baseline(cfg)
+    report = evaluate(path, synthetic_data)
+    assert report["n_predicted"] == report["n_samples"]
+    curve = losses(cfg)
+    assert curve[-1] < curve[0], curve
+    # The semantic branch received gradients: its weights moved away from the (seeded) initialisation.
+    data = load_data(synthetic_data)
+    seed_everything(cfg.seed)
+    max_len = int(data.stats["max_history"])
+    initial = build_model(cfg, data, max_len, train_sequences(data)[1], cfg.checkpoint_path(), torch.device("cpu"))
+    trained = torch.load(cfg.checkpoint_path() / "best.pt")
+    name = FUSION_PARAMS[fusion]
+    assert not torch.allclose(initial.state_dict()[name], trained[name])
+
+
+def test_llmesr_retrieves_semantic_neighbours_and_distils(synthetic_data, semantics):
+    from sidrec.baselines.retrieval import similar_users
+    from sidrec.baselines.semantic import load_item_embeddings
+    from sidrec.baselines.sequences import train_sequences
+    from sidrec.data import load_data
+
+    data = load_data(synthetic_data)
+    semantic, known = load_item_embeddings(semantics, "fused", data.item_ids)
+    assert known[1:].all() and not known[0]
+    _, seqs = train_sequences(data)
+    neighbors, distill = similar_users(semantic, seqs, k=5, tail_frac=0.5)
+    assert neighbors.shape == (len(seqs), 5)
+    assert not (neighbors == torch.arange(len(seqs))[:, None]).any()  # never oneself
+    lengths = torch.tensor([len(s) for s in seqs])
+    assert lengths[distill].max() <= lengths[~distill].min()  # only the short (long-tail) users are distilled
+    # A user's neighbours share more items than random users do (semantic user vectors carry taste).
+    overlap = [len(set(seqs[u]) & set(seqs[v])) for u in range(len(seqs)) for v in neighbors[u].tolist()]
+    shuffled = [len(set(seqs[u]) & set(seqs[(u + 7) % len(seqs)])) for u in range(len(seqs))]
+    assert sum(overlap) / len(overlap) > sum(shuffled) / len(shuffled)
+
+
+def test_interrupted_training_resumes_to_the_same_model(synthetic_data, tmp_path, monkeypatch):
+    from sidrec.baselines import train_baseline, trainer
+
+    options = dict(model="sasrec", epochs=4, patience=4)
+    reference = make_config(synthetic_data, tmp_path / "ref" / "predictions" / "sasrec_id.jsonl", **options)
+    train_baseline(reference)
+
+    cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", **options)
+    real_evaluate, calls = trainer.evaluate_scores, []
+
+    def killed_at_third_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies during epoch 3's validation
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate_scores", killed_at_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_baseline(cfg)
+    monkeypatch.undo()
+    last = torch.load(cfg.checkpoint_path() / "last.pt", weights_only=False)
+    assert last["state"]["epoch"] == 2
+    train_baseline(cfg)
+    summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 4
+    assert len(losses(cfg)) == 4  # the log keeps the epochs before the interruption
+    assert losses(cfg) == pytest.approx(losses(reference), rel=1e-5)
+    ours, theirs = (torch.load(c.checkpoint_path() / "best.pt") for c in (cfg, reference))
+    assert all(torch.allclose(ours[k], theirs[k], atol=1e-6) for k in theirs)
+    assert cfg.out_path().read_text() == reference.out_path().read_text()
+
+    # A finished run of the same options is reused, not retrained.
+    before = (cfg.checkpoint_path() / "best.pt").stat().st_mtime_ns
+    train_baseline(cfg)
+    assert (cfg.checkpoint_path() / "best.pt").stat().st_mtime_ns == before
+
+
+def test_pipeline_call_and_valid_split(synthetic_data, tmp_path):
+    """The pipeline passes split/semantics for every spec; split=valid writes validation predictions."""
+    from sidrec.baselines import train_baseline
+    from sidrec.eval import evaluate
+
+    out = tmp_path / "predictions" / "popularity.jsonl"
+    cfg = make_config(synthetic_data, out, model="popularity", split="valid", semantics=str(tmp_path / "none"))
+    assert train_baseline(cfg) == out
+    assert evaluate(out, synthetic_data, split="valid")["n_predicted"] > 0
+    with pytest.raises(Exception, match="differs from the test split"):
+        evaluate(out, synthetic_data, split="test")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"model": "sasrec", "fusion": "llmesr"}, ["semantics:"]),
+    ({"model": "popularity", "fusion": "asegr", "semantics": "x"}, ["fusion:"]),
+    ({"hidden_size": 30, "num_heads": 4, "dropout": 1.5, "topk": 5}, ["num_heads:", "dropout:", "topk:"]),
+    ({"model": "transformer"}, ["model"]),
+    ({"guided_base_dim": 64, "bsarec_alpha": 2.0}, ["guided_base_dim:", "bsarec_alpha:"]),
+    ({"split": "train"}, ["split"]),
+])
+def test_bad_config_is_a_config_error(overrides, expected, synthetic_data):
+    from sidrec.baselines import BaselineConfig
+    from sidrec.config import resolve
+    from sidrec.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        resolve(BaselineConfig, overrides={"data": str(synthetic_data), **overrides})
+    for fragment in expected:
+        assert fragment in str(e.value)
+
+
+def test_semantics_of_another_catalogue_is_an_input_error(synthetic_data, tmp_path):
+    import numpy as np
+
+    from sidrec.baselines.semantic import load_item_embeddings
+    from sidrec.errors import InputError
+
+    (tmp_path / "item_index.json").write_text(json.dumps(["A", "B"]))
+    np.save(tmp_path / "sensory_emb.npy", np.ones((2, 4), dtype=np.float32))
+    with pytest.raises(InputError, match="no item of the dataset"):
+        load_item_embeddings(tmp_path, "sensory", ["S00000", "S00001"])
+    np.save(tmp_path / "sensory_emb.npy", np.ones((3, 4), dtype=np.float32))
+    with pytest.raises(InputError, match="3 rows but item_index.json lists 2"):
+        load_item_embeddings(tmp_path, "sensory", ["A"])
+
+
+def test_shipped_configs_resolve():
+    from sidrec.baselines import BaselineConfig
+    from sidrec.config import resolve
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "baselines").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        resolve(BaselineConfig, str(path), {}, section="baseline")
+
+
+def test_said_with_a_frozen_lm_learns_to_reconstruct_item_text(synthetic_data, tmp_path, caplog):
+    """SAID's own objective: the projector's soft prompt makes a frozen causal LM (a tiny local Qwen2) reproduce
+    the item text."""
+    import logging
+
+    from sidrec.align import init_tiny_model
+    from sidrec.baselines.said import said_embeddings
+    from sidrec.data import load_data
+
+    lm = init_tiny_model(synthetic_data, tmp_path / "lm", lm_epochs=0, vocab_size=400, hidden_size=64,
+                         num_layers=1, intermediate_size=128)
+    cfg = make_config(synthetic_data, tmp_path / "p.jsonl", fusion="said", semantics=str(tmp_path),
+                      said_lm=str(lm), said_epochs=3, said_tokens=2, said_max_text_tokens=12)
+    data = load_data(synthetic_data)
+    with caplog.at_level(logging.INFO, logger="sidrec.baselines.said"):
+        table, known = said_embeddings(cfg, data, tmp_path / "ckpt", torch.device("cpu"))
+    epoch_losses = [r.args[1] for r in caplog.records if "LM reconstruction loss" in r.getMessage()]
+    assert len(epoch_losses) == 3 and epoch_losses[0] > epoch_losses[1] > epoch_losses[2], epoch_losses
+    assert table.shape == (len(data.item_ids) + 1, 2 * 64) and known[1:].all()
+    assert len(list((tmp_path / "ckpt").glob("said_emb-*.pt"))) == 1  # cached for the next run of the same options
