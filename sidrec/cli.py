@@ -27,11 +27,12 @@ COMMANDS: dict[str, str] = {
     "model": "sidrec.align.cli:model",
     "align": "sidrec.align.cli:align",
     "sft": "sidrec.train.cli:sft",
-    "grpo": "sidrec.train.cli:grpo",
+    "grpo": "sidrec.train.grpo_cli:grpo",
     "decode": "sidrec.decode.cli:decode",
     "pipeline": "sidrec.pipeline:pipeline_command",
     "explain": "sidrec.pipeline:explain_command",
-    "add-items": "sidrec.pipeline:add_items_command",
+    "add-items": "sidrec.serve:add_items_command",
+    "recommend": "sidrec.serve:recommend_command",
 }
 
 

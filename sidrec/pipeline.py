@@ -11,6 +11,7 @@ their last checkpoint when they were interrupted (SIGKILL included), so a killed
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class Run:
     """Paths of one run directory (DESIGN: run directory layout)."""
 
     cfg: PipelineConfig
+    force: bool = False  # the stage being run must redo its work (its options or inputs changed, or --force)
 
     @property
     def root(self) -> Path:
@@ -85,7 +87,7 @@ class Run:
 def stage_prepare(run: Run) -> None:
     from sidrec.data.prepare import PrepareConfig, prepare
 
-    section = {"seed": run.cfg.seed, **run.cfg.data, "out": str(run.data)}
+    section = {"seed": run.cfg.seed, **run.cfg.data, "out": str(run.data), "force": run.force}
     prepare(resolve(PrepareConfig, overrides=section))
 
 
@@ -93,7 +95,7 @@ def stage_semantics(run: Run) -> None:
     from sidrec.semantics import SemanticsConfig, run_semantics
 
     run_semantics(resolve(SemanticsConfig, overrides={**run.cfg.semantics, "data": str(run.data),
-                                                      "out": str(run.semantics)}))
+                                                      "out": str(run.semantics), "force": run.force}))
 
 
 def stage_quantize(run: Run) -> None:
@@ -101,7 +103,7 @@ def stage_quantize(run: Run) -> None:
 
     run_quantize(resolve(QuantizeConfig, overrides={"seed": run.cfg.seed, **run.cfg.quantize,
                                                     "semantics": str(run.semantics), "data": str(run.data),
-                                                    "out": str(run.sids)}))
+                                                    "out": str(run.sids), "force": run.force}))
 
 
 def stage_align(run: Run) -> None:
@@ -109,26 +111,26 @@ def stage_align(run: Run) -> None:
 
     run_align(resolve(AlignConfig, overrides={**run.cfg.align, **_model_source(run), "data": str(run.data),
                                               "sids": str(run.sids), "semantics": str(run.semantics),
-                                              "out": str(run.align)}))
+                                              "out": str(run.align), "force": run.force}))
 
 
 def _model_source(run: Run) -> dict[str, Any]:
     """The base model for alignment: a hub name / path, or a tiny model built locally from the catalogue."""
     base = run.cfg.model.get("base_model")
     if base:
-        return {"base_model": base}
+        return {"model": base}
     from sidrec.align import init_tiny_model
 
     out = run.root / "model" / "tiny"
     if not (out / "config.json").is_file():
         init_tiny_model(run.data, out, seed=run.cfg.seed, **run.cfg.model.get("tiny", {}))
-    return {"base_model": str(out)}
+    return {"model": str(out)}
 
 
 def stage_sft(run: Run) -> None:
     from sidrec.train.sft import run_sft_from_dict
 
-    run_sft_from_dict({"seed": run.cfg.seed, **run.cfg.sft}, align_dir=run.align, data_dir=run.data,
+    run_sft_from_dict({"seed": run.cfg.seed, **run.cfg.sft, "force": run.force}, align_dir=run.align, data_dir=run.data,
                       sids_dir=run.sids, output_dir=run.sft)
 
 
@@ -139,7 +141,7 @@ def stage_grpo(run: Run) -> None:
     from sidrec.train.grpo import run_grpo_from_dict
 
     section = {k: v for k, v in run.cfg.grpo.items() if k != "enabled"}
-    run_grpo_from_dict({"seed": run.cfg.seed, **section}, model_dir=run.sft / "final", align_dir=run.align,
+    run_grpo_from_dict({"seed": run.cfg.seed, **section, "force": run.force}, model_dir=run.sft / "final", align_dir=run.align,
                        data_dir=run.data, sids_dir=run.sids, output_dir=run.grpo)
 
 
@@ -147,9 +149,13 @@ def stage_decode(run: Run) -> None:
     from sidrec.decode import DecodeConfig, run_decode
 
     name = "grpo" if run.generative_model.parent == run.grpo else "sft"
-    run_decode(resolve(DecodeConfig, overrides={**run.cfg.decode, "model": str(run.generative_model),
+    align_stats = run.align / "stats.json"
+    max_history = json.loads(align_stats.read_text()).get("max_history") if align_stats.is_file() else None
+    run_decode(resolve(DecodeConfig, overrides={"max_history": max_history, **run.cfg.decode,
+                                                "model": str(run.generative_model),
                                                 "sids": str(run.sids), "data": str(run.data), "split": run.split,
-                                                "out": str(run.predictions / f"{name}.jsonl")}))
+                                                "out": str(run.predictions / f"{name}.jsonl"),
+                                                "force": run.force}))
 
 
 def stage_baselines(run: Run) -> None:
@@ -160,7 +166,9 @@ def stage_baselines(run: Run) -> None:
         options = {k: v for k, v in spec.items() if k != "name"}
         train_baseline(resolve(BaselineConfig, overrides={"seed": run.cfg.seed, **options, "data": str(run.data),
                                                           "semantics": str(run.semantics), "split": run.split,
-                                                          "out": str(run.predictions / f"{name}.jsonl")}))
+                                                          "out": str(run.predictions / f"{name}.jsonl"),
+                                                          "checkpoint_dir": str(run.root / "baselines" / name),
+                                                          "force": run.force}))
 
 
 def stage_report(run: Run) -> None:
@@ -214,17 +222,28 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
     markers = run.root / ".pipeline"
     summary = []
     for stage in names[lo: hi + 1]:
-        marker = markers / f"{stage}.json"
-        done = marker.is_file() and _read_hash(marker) == hashes[stage]
-        if done and not force and not (start == stage):
+        marker, started = markers / f"{stage}.json", markers / f"{stage}.started.json"
+        finished_hash = _read_hash(marker) if marker.is_file() else None
+        started_hash = _read_hash(started) if started.is_file() else None
+        if finished_hash == hashes[stage] and not force and not (start == stage):
             log.info("[%s] up to date, skipped", stage)
             summary.append((stage, "skipped", 0.0))
             continue
-        log.info("[%s] running", stage)
+        # Redo from scratch when forced or when the outputs there were made from other options / inputs; an
+        # interrupted attempt with the same hash resumes instead (SFT and GRPO from their last checkpoint).
+        stale = {finished_hash, started_hash} - {None, hashes[stage]}
+        run.force = force or bool(stale) or (start == stage and finished_hash == hashes[stage])
+        resuming = started_hash == hashes[stage] and finished_hash != hashes[stage] and not run.force
+        log.info("[%s] %s", stage, "resuming an interrupted run" if resuming else
+                 "running" + (" (from scratch)" if run.force and (finished_hash or started_hash) else ""))
+        marker.unlink(missing_ok=True)
+        write_json(started, {"stage": stage, "hash": hashes[stage]})
         t0 = time.perf_counter()
         STAGE_FUNCTIONS[stage](run)
         elapsed = time.perf_counter() - t0
+        run.force = False
         write_json(marker, {"stage": stage, "hash": hashes[stage], "seconds": round(elapsed, 2)})
+        started.unlink(missing_ok=True)
         log.info("[%s] done in %.1f s", stage, elapsed)
         summary.append((stage, "ran", elapsed))
     _print_summary(run, summary)
@@ -232,7 +251,6 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
 
 
 def _read_hash(marker: Path) -> str | None:
-    import json
 
     try:
         return json.loads(marker.read_text())["hash"]
@@ -305,7 +323,6 @@ def explain_command(run_dir, user_id, split, model, top, as_json) -> None:
     \b
     sidrec explain --run runs/demo --user U00042
     """
-    import json
 
     from sidrec.eval.explain import explain, format_explanation
 

@@ -31,6 +31,8 @@ class DecodeConfig:
     device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("auto", "model dtype (auto: bf16 on GPU)")
     limit: int | None = opt(None, "decode only the first N samples (smoke runs)")
+    max_history: int | None = opt(None, "most recent history items in a prompt (use the align stage's value; "
+                                         "default: all the dataset keeps)")
     force: bool = opt(False, "redo even when --out was written with the same options")
 
     def problems(self) -> list[str]:
@@ -78,9 +80,9 @@ def decode(cfg: DecodeConfig) -> Path:
     """
     import json
 
+    from sidrec.align.prompts import build_prompts
     from sidrec.data.store import load_data
     from sidrec.decode import recommend
-    from sidrec.decode.prompts import prompts_for_split
     from sidrec.predictions import Prediction, write_predictions
     from sidrec.sid import SidTable
 
@@ -97,7 +99,7 @@ def decode(cfg: DecodeConfig) -> Path:
     samples = data.split(cfg.split)
     if cfg.limit is not None:
         samples = samples.select(range(min(cfg.limit, len(samples))))
-    prompts = prompts_for_split(data, cfg.split, tokenizer, sid_table)[:len(samples)]
+    prompts = build_prompts(tokenizer, samples["history"], sid_table, max_history=cfg.max_history)
     start = time.perf_counter()
     ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams, topk=cfg.topk, backend=cfg.backend,
                        batch_size=cfg.batch_size, progress=True)

@@ -284,3 +284,38 @@ def sft_main(argv: Sequence[str] | None = None) -> Path:
 def read_summary(output_dir: str | Path) -> dict[str, Any]:
     """``sft_summary.json`` of a finished run."""
     return json.loads((Path(output_dir) / SUMMARY_FILE).read_text())
+
+
+def run_sft_from_dict(options: dict[str, Any], *, align_dir: str | Path, output_dir: str | Path,
+                      data_dir: str | Path | None = None, sids_dir: str | Path | None = None) -> Path:
+    """The pipeline's entry: run the stage from a config section instead of a command line.
+
+    ``options`` holds SftArgs and SFTConfig keys; ``config_file`` (optional) names a YAML file of the same keys
+    that ``options`` override (e.g. ``configs/sft/demo.yaml``). The run directory supplies ``align_dir`` and
+    ``output_dir`` (``data_dir`` / ``sids_dir`` are accepted for symmetry with GRPO: the align stage already holds
+    both). Without CUDA the trainer runs on CPU in float32.
+    """
+    import torch
+    import yaml
+
+    merged: dict[str, Any] = {}
+    options = dict(options)
+    config_file = options.pop("config_file", None)
+    if config_file:
+        try:
+            merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError([f"config_file not found: {config_file}"]) from None
+    merged.update(options)
+    merged.update(align_dir=str(align_dir), output_dir=str(output_dir))
+    if not torch.cuda.is_available():
+        merged.setdefault("use_cpu", True)
+        merged["bf16"] = merged["fp16"] = False
+    try:
+        args, trainer_args = make_parser().parse_dict(merged, allow_extra_keys=False)
+    except (ValueError, TypeError) as e:  # unknown keys, or SFTConfig.__post_init__ refusing a combination
+        raise ConfigError([str(e)], str(config_file) if config_file else "sft section") from None
+    problems = args.problems(trainer_args)
+    if problems:
+        raise ConfigError(problems, str(config_file) if config_file else "sft section")
+    return run_sft(args, trainer_args)
