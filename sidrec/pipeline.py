@@ -221,18 +221,20 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
     hashes = stage_hashes(cfg)
     markers = run.root / ".pipeline"
     summary = []
+    ran: set[str] = set()  # stages run by this invocation: everything downstream of them is redone
     for stage in names[lo: hi + 1]:
         marker, started = markers / f"{stage}.json", markers / f"{stage}.started.json"
         finished_hash = _read_hash(marker) if marker.is_file() else None
         started_hash = _read_hash(started) if started.is_file() else None
-        if finished_hash == hashes[stage] and not force and not (start == stage):
+        upstream_ran = any(u in ran for u in UPSTREAM[stage])
+        if finished_hash == hashes[stage] and not force and not (start == stage) and not upstream_ran:
             log.info("[%s] up to date, skipped", stage)
             summary.append((stage, "skipped", 0.0))
             continue
         # Redo from scratch when forced or when the outputs there were made from other options / inputs; an
         # interrupted attempt with the same hash resumes instead (SFT and GRPO from their last checkpoint).
         stale = {finished_hash, started_hash} - {None, hashes[stage]}
-        run.force = force or bool(stale) or (start == stage and finished_hash == hashes[stage])
+        run.force = force or bool(stale) or upstream_ran or (start == stage and finished_hash == hashes[stage])
         resuming = started_hash == hashes[stage] and finished_hash != hashes[stage] and not run.force
         log.info("[%s] %s", stage, "resuming an interrupted run" if resuming else
                  "running" + (" (from scratch)" if run.force and (finished_hash or started_hash) else ""))
@@ -244,6 +246,7 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         run.force = False
         write_json(marker, {"stage": stage, "hash": hashes[stage], "seconds": round(elapsed, 2)})
         started.unlink(missing_ok=True)
+        ran.add(stage)
         log.info("[%s] done in %.1f s", stage, elapsed)
         summary.append((stage, "ran", elapsed))
     _print_summary(run, summary)

@@ -1,0 +1,185 @@
+"""The whole pipeline on a tiny synthetic run: end to end, SIGKILL during SFT then resume, cold-start items, and
+every shipped YAML config resolving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "seed": 0,
+    "data": {"source": "synthetic", "n_users": 120, "n_items": 40},
+    "semantics": {"student_epochs": 3, "sensory_dim": 8, "progress": False},
+    "quantize": {"levels": 3, "codebook_size": 8, "latent_dim": 16, "hidden_dims": [64], "epochs": 60},
+    "model": {"tiny": {"vocab_size": 600, "hidden_size": 64, "num_layers": 1, "intermediate_size": 128,
+                       "lm_epochs": 0}},
+    "align": {"valid_samples": 20, "max_history": 8},
+    "sft": {"num_train_epochs": 2, "per_device_train_batch_size": 16, "learning_rate": 3.0e-3, "max_length": 256,
+            "save_strategy": "steps", "save_steps": 8, "save_total_limit": 2, "eval_strategy": "no",
+            "val_samples": 0, "logging_steps": 4, "report_to": "none", "disable_tqdm": True},
+    "grpo": {"enabled": False},
+    "decode": {"beams": 10, "topk": 10},
+    "baselines": [{"model": "popularity"}],
+}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONPATH": str(ROOT)}
+
+
+def _pipeline(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "sidrec.cli", "pipeline", "--config", str(config), *extra],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _log_since(run: Path, offset: int) -> str:
+    return (run / "pipeline.log").read_text()[offset:]
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """A tiny run SIGKILLed while SFT is training (after its second checkpoint), then run again to the end."""
+    root = tmp_path_factory.mktemp("pipe")
+    run = root / "run"
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "run_dir": str(run)}))
+    proc = subprocess.Popen([sys.executable, "-m", "sidrec.cli", "pipeline", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while not (run / "sft" / "checkpoint-16" / "trainer_state.json").is_file():
+            assert proc.poll() is None, "the pipeline ended before SFT wrote its second checkpoint"
+            assert time.monotonic() < deadline, "no SFT checkpoint within 10 minutes"
+            time.sleep(0.2)
+        time.sleep(1.0)  # let it train a little past the checkpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (run / "sft" / "final").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "data").iterdir()}
+    offset = len((run / "pipeline.log").read_text())
+    _pipeline(config)
+    return run, config, offset, before
+
+
+def test_kill_during_sft_then_resume(killed_and_resumed):
+    run, _, offset, before = killed_and_resumed
+    log = _log_since(run, offset)
+    for stage in ("prepare", "semantics", "quantize", "align"):
+        assert f"[{stage}] up to date, skipped" in log
+    assert "[sft] resuming an interrupted run" in log
+    assert "sft: resuming from" in log and "checkpoint-" in log.split("sft: resuming from")[1].splitlines()[0]
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "data").iterdir()} == before
+    state = json.loads((run / "sft" / "final" / ".." / "log_history.json").resolve().read_text())
+    assert state, "SFT wrote no log history"
+    metrics = json.loads((run / "metrics" / "sft.json").read_text())
+    assert metrics["overall"]["HR@10"] >= 0.0
+    assert (run / "report.md").is_file() and (run / "plots" / "metrics.png").is_file()
+
+
+def test_resumed_run_equals_uninterrupted_run(killed_and_resumed):
+    """Redo SFT from scratch in the same run (same seed): predictions and metrics equal the resumed run's."""
+    run, config, _, _ = killed_and_resumed
+    resumed_metrics = json.loads((run / "metrics" / "sft.json").read_text())
+    resumed_preds = (run / "predictions" / "sft.jsonl").read_text()
+    offset = len((run / "pipeline.log").read_text())
+    _pipeline(config, "--from", "sft")
+    log = _log_since(run, offset)
+    assert "[sft] running (from scratch)" in log and "[decode] running" in log
+    assert "[semantics]" not in log
+    fresh_metrics = json.loads((run / "metrics" / "sft.json").read_text())
+    assert fresh_metrics["overall"] == pytest.approx(resumed_metrics["overall"], abs=1e-9)
+    assert [json.loads(line)["items"] for line in (run / "predictions" / "sft.jsonl").read_text().splitlines()] == \
+        [json.loads(line)["items"] for line in resumed_preds.splitlines()]
+
+
+def test_add_items_makes_new_items_recommendable(killed_and_resumed, tmp_path):
+    import shutil
+
+    from sidrec.data import load_data
+    from sidrec.serve import add_items, recommend_for_history
+    from sidrec.sid import SidTable
+
+    run, _, _, _ = killed_and_resumed
+    copy = tmp_path / "run"
+    for part in ("data", "semantics", "sids", "align", "sft"):
+        shutil.copytree(run / part, copy / part, ignore=shutil.ignore_patterns("checkpoint-*"))
+    data = load_data(copy / "data")
+    new_file = tmp_path / "new.jsonl"
+    rows = [{**data.items[i], "item_id": f"NEW{i}", "title": data.items[i]["title"] + " (new)"} for i in (0, 1, 2)]
+    new_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    new = add_items(copy, new_file)
+    table = SidTable.load(copy / "sids")
+    assert set(new) == {"NEW0", "NEW1", "NEW2"} and table.n_items == 43
+    assert len(set(map(tuple, table.codes.tolist()))) == 43  # every SID still unique
+    assert load_data(copy / "data").item_ids[-3:] == ["NEW0", "NEW1", "NEW2"]
+    # Exhaustive constrained decoding (beams >= catalogue) ranks every item, the new ones included.
+    ranked = recommend_for_history(copy, data.split("test")["history"][0], topk=43, beams=64)
+    assert {"NEW0", "NEW1", "NEW2"} <= {item for item, _ in ranked} and len(ranked) == 43
+    # Adding them again is refused and changes nothing.
+    sids_before = (copy / "sids" / "sids.json").read_text()
+    from sidrec.errors import InputError
+
+    with pytest.raises(InputError, match="already in the catalogue"):
+        add_items(copy, new_file)
+    assert (copy / "sids" / "sids.json").read_text() == sids_before
+
+
+def test_add_items_bad_file_names_the_line(tmp_path):
+    from sidrec.errors import InputError
+    from sidrec.serve import read_new_items
+
+    bad = tmp_path / "new.jsonl"
+    bad.write_text('{"item_id": "a", "title": "A"}\n{"item_id": "b"}\n')
+    with pytest.raises(InputError, match="title") as e:
+        read_new_items(bad)
+    assert ":2" in str(e.value)
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))
+def test_every_shipped_config_resolves(path):
+    """Each YAML under configs/ parses into its stage's options (unknown keys or bad values fail here)."""
+    from sidrec.config import resolve
+
+    text = yaml.safe_load((ROOT / path).read_text())
+    part = Path(path).parts[1] if len(Path(path).parts) > 2 else None
+    if part is None:
+        from sidrec.pipeline import PipelineConfig
+
+        cfg = resolve(PipelineConfig, overrides=text)
+        for section in ("sft", "grpo"):
+            file = getattr(cfg, section).get("config_file")
+            assert file is None or (ROOT / file).is_file(), f"{path}: {section}.config_file {file} missing"
+    elif part == "semantics":
+        from sidrec.semantics import SemanticsConfig
+
+        resolve(SemanticsConfig, overrides=text["semantics"])
+    elif part == "quantize":
+        from sidrec.quantize import QuantizeConfig
+
+        resolve(QuantizeConfig, overrides=text["quantize"])
+    elif part == "baselines":
+        from sidrec.baselines import BaselineConfig
+
+        resolve(BaselineConfig, overrides=text.get("baseline", text))
+    elif part in ("sft", "grpo"):
+        module = __import__(f"sidrec.train.{part}", fromlist=["make_parser"])
+        args = module.make_parser().parse_dict({**text, "use_cpu": True, "bf16": False}, allow_extra_keys=False)
+        problems = args[0].problems(args[1])
+        assert not problems, problems
+    else:
+        pytest.fail(f"no check for configs/{part}")
