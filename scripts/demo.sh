@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# Install (first run) and run the offline demo on the embedded synthetic catalogue:
-#   bash scripts/demo.sh [RUN_DIR]
+# Install (first run) and run the whole pipeline offline on the embedded synthetic catalogue:
+#   bash scripts/demo.sh [extra `sidrec pipeline` options, e.g. --run-dir runs/demo2 or --from sft]
+# Stages: prepare -> semantics -> quantize -> align -> sft -> grpo -> decode -> baselines -> report
+# (about 10 minutes on 2 CPU cores; a finished stage is skipped when the command is run again).
+set -euo pipefail
 source "$(dirname "$0")/_env.sh" dev
-RUN="${1:-runs/demo}"
-sidrec data prepare --source synthetic --seed 0 --out "$RUN/data"
-sidrec baseline --model popularity --data "$RUN/data" --out "$RUN/predictions/popularity.jsonl"
-sidrec baseline --model random --data "$RUN/data" --out "$RUN/predictions/random.jsonl"
-sidrec evaluate --predictions "$RUN/predictions/popularity.jsonl" --data "$RUN/data" --split test \
-  --out "$RUN/metrics/popularity.json"
-sidrec compare "$RUN/predictions/popularity.jsonl" "$RUN/predictions/random.jsonl" --data "$RUN/data" \
-  --out "$RUN/report.md" --plot "$RUN/plots/compare.png"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+sidrec pipeline --config configs/demo.yaml "$@"
