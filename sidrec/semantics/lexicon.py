@@ -80,6 +80,7 @@ STOP_PHRASES: tuple[str, ...] = (
     "black & decker", "black and decker", "stanley black", "green tea", "black tea", "white tea", "orange peel",
     "rose gold tone", "warm white light", "small parts", "large parts", "clear coat", "hot plate", "iron man",
     "heavy duty narrow", "white paper", "glass jar", "paper towel", "sweet spot", "crisp clean",
+    "color coded", "color-coded", "colour coded", "colour-coded", "color coding", "color-coding",
 )
 
 # facet -> words that name the facet in text.
@@ -100,8 +101,8 @@ _V = r"(?P<value>[a-z][a-z0-9\-']*(?: [a-z][a-z0-9\-']*){0,2})"
 _NUM = r"(?<![\d/.])(?P<value>\d+(?:[./]\d+)?\s?(?:-\s?)?(?:g|gram|grams|kg|oz|ounce|ounces|lb|lbs|pound|pounds|ml|l|liter|litre|" \
        r"fl oz|gallon|gallons|quart|mm|cm|m|inch|inches|in|ft|foot|feet|count|ct|pack|pcs|pieces)\b)"
 CUE_PATTERNS: tuple[tuple[str | None, str], ...] = (
-    # "scent: vanilla", "Color - navy", "material = wool"
-    (None, r"\b(?P<cue>{cues})\s*[:=\-]\s*" + _V),
+    # "scent: vanilla", "Color - navy", "material = wool" (a bare hyphen joins words: "weight-bearing")
+    (None, r"\b(?P<cue>{cues})(?:\s*[:=]\s*|\s+-\s+)" + _V),
     # "smells like vanilla", "smells of pine"
     ("scent", r"\bsmell(?:s|ed|ing)? (?:like|of) (?:a |an |the )?" + _V),
     ("taste", r"\btast(?:es|ed|ing) (?:like |of )?(?:a |an |the )?" + _V),
