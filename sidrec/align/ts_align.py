@@ -13,6 +13,7 @@ its pool (items, prefixes or training samples), so every pool member appears abo
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,11 @@ def _draw(pool_size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([rng.permutation(pool_size) for _ in range(passes)])[:n]
 
 
+def _columns(ds: datasets.Dataset, *names: str) -> list[list]:
+    """Whole columns as Python lists, read once (indexing a ``datasets`` column row by row re-reads it)."""
+    return [ds[name][:] for name in names]
+
+
 def _rows(prompts: list[str], completions: list[str], task: str, **extra: Sequence[Any]) -> dict[str, list]:
     return {"prompt": prompts, "completion": completions, "task": [task] * len(prompts),
             **{k: list(v) for k, v in extra.items()}}
@@ -41,13 +47,14 @@ def _rows(prompts: list[str], completions: list[str], task: str, **extra: Sequen
 def main_task(tokenizer, samples: datasets.Dataset, sid_table: SidTable, max_history: int | None) -> dict:
     """``next_sid`` rows for every sample whose target and history items have SIDs (others are dropped)."""
     known = sid_table.item_index
-    keep = [i for i, (h, t) in enumerate(zip(samples["history"], samples["target"]))
+    all_histories, all_targets, sample_ids = _columns(samples, "history", "target", "sample_id")
+    keep = [i for i, (h, t) in enumerate(zip(all_histories, all_targets))
             if t in known and h and all(x in known for x in h)]
-    histories = [samples["history"][i] for i in keep]
-    targets = [samples["target"][i] for i in keep]
+    histories = [all_histories[i] for i in keep]
+    targets = [all_targets[i] for i in keep]
     prompts = build_prompts(tokenizer, histories, sid_table, max_history=max_history)
     return _rows(prompts, [sid_table.item_sid_string(t) for t in targets], "next_sid",
-                 sample_id=[int(samples["sample_id"][i]) for i in keep], target=targets)
+                 sample_id=[int(sample_ids[i]) for i in keep], target=targets)
 
 
 def item_tasks(tokenizer, sid_table: SidTable, titles: Mapping[str, str], samples: datasets.Dataset,
@@ -57,12 +64,13 @@ def item_tasks(tokenizer, sid_table: SidTable, titles: Mapping[str, str], sample
     items = [i for i in sid_table.item_ids if titles.get(i)]
     known = sid_table.item_index
     if counts.get("titles_next_sid", 0):
-        usable = [i for i, (h, t) in enumerate(zip(samples["history"], samples["target"])) if t in known and h]
+        all_histories, all_targets = _columns(samples, "history", "target")
+        usable = [i for i, (h, t) in enumerate(zip(all_histories, all_targets)) if t in known and h]
         pick = [usable[j] for j in _draw(len(usable), counts["titles_next_sid"], rng)]
-        histories = [samples["history"][i] for i in pick]
+        histories = [all_histories[i] for i in pick]
         prompts = build_prompts(tokenizer, histories, sid_table, task="titles_next_sid", titles=titles,
                                 max_history=max_history)
-        out.append(_rows(prompts, [sid_table.item_sid_string(samples["target"][i]) for i in pick],
+        out.append(_rows(prompts, [sid_table.item_sid_string(all_targets[i]) for i in pick],
                          "titles_next_sid"))
     if counts.get("sid_to_title", 0):
         pick = [items[j] for j in _draw(len(items), counts["sid_to_title"], rng)]
@@ -128,12 +136,12 @@ def describe_dataset(ds: datasets.DatasetDict) -> dict[str, Any]:
     """Counts per task and split, and one example per task (for stats.json and the log)."""
     out: dict[str, Any] = {}
     for split, d in ds.items():
-        tasks = d["task"]
-        counts = {t: tasks.count(t) for t in dict.fromkeys(tasks)}
+        tasks = d["task"][:]
+        counts = dict(Counter(tasks))
         examples = {}
         for t in counts:
-            i = tasks.index(t)
-            examples[t] = {"prompt": d[i]["prompt"], "completion": d[i]["completion"]}
+            row = d[tasks.index(t)]
+            examples[t] = {"prompt": row["prompt"], "completion": row["completion"]}
         out[split] = {"n": len(d), "per_task": counts, "examples": examples}
     return out
 

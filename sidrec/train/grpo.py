@@ -298,7 +298,7 @@ def build_dataset(args: GrpoArgs, tokenizer, sid_table: SidTable, seed: int):
     from sidrec.data import load_data
 
     samples = load_data(args.data).split(args.train_split)
-    targets = samples["target"]
+    targets = samples["target"][:]
     known = sid_table.item_index
     rows = [i for i, t in enumerate(targets) if t in known]
     if len(rows) < len(targets):
@@ -308,7 +308,7 @@ def build_dataset(args: GrpoArgs, tokenizer, sid_table: SidTable, seed: int):
         raise InputError(f"no {args.train_split} sample has a target with a SID", args.data)
     if args.max_train_samples is not None and len(rows) > args.max_train_samples:
         rows = sorted(np.random.default_rng(seed).choice(rows, args.max_train_samples, replace=False).tolist())
-    histories = samples.select(rows)["history"]
+    histories = samples.select(rows)["history"][:]
     return datasets.Dataset.from_dict({
         "prompt": build_prompts(tokenizer, histories, sid_table, max_history=args.max_history),
         "target": [targets[i] for i in rows],
@@ -329,12 +329,12 @@ def target_ranks_on_split(model, tokenizer, sid_table: SidTable, data_dir: str |
     samples = load_data(data_dir).split(split)
     if n_samples is not None:
         samples = samples.select(range(min(n_samples, len(samples))))
-    prompts = build_prompts(tokenizer, samples["history"], sid_table, max_history=max_history)
+    prompts = build_prompts(tokenizer, samples["history"][:], sid_table, max_history=max_history)
     was_training = model.training
     model.eval()
     ranked = recommend(model, tokenizer, prompts, sid_table, beams=beams, topk=topk, backend="torch")
     model.train(was_training)
-    return target_ranks([[item for item, _ in r] for r in ranked], samples["target"])
+    return target_ranks([[item for item, _ in r] for r in ranked], samples["target"][:])
 
 
 def validation_ndcg(model, tokenizer, sid_table: SidTable, data_dir: str | Path, n_samples: int, beams: int,
