@@ -158,12 +158,31 @@ def test_every_shipped_config_resolves(path):
     text = yaml.safe_load((ROOT / path).read_text())
     part = Path(path).parts[1] if len(Path(path).parts) > 2 else None
     if part is None:
+        from sidrec.align import AlignConfig
+        from sidrec.baselines import BaselineConfig
+        from sidrec.data.prepare import PrepareConfig
+        from sidrec.decode import DecodeConfig
         from sidrec.pipeline import PipelineConfig
+        from sidrec.quantize import QuantizeConfig
+        from sidrec.semantics import SemanticsConfig
 
         cfg = resolve(PipelineConfig, overrides=text)
+        resolve(PrepareConfig, overrides={**cfg.data, "out": "x"})
+        resolve(SemanticsConfig, overrides=cfg.semantics)
+        resolve(QuantizeConfig, overrides=cfg.quantize)
+        resolve(AlignConfig, overrides=cfg.align)
+        resolve(DecodeConfig, overrides={**cfg.decode, "model": "m", "sids": "s", "data": "d"})
+        for spec in cfg.baselines:
+            resolve(BaselineConfig, overrides={**spec, "semantics": "s"})
         for section in ("sft", "grpo"):
+            options = {k: v for k, v in getattr(cfg, section).items() if k not in ("enabled", "config_file")}
             file = getattr(cfg, section).get("config_file")
             assert file is None or (ROOT / file).is_file(), f"{path}: {section}.config_file {file} missing"
+            merged = {**(yaml.safe_load((ROOT / file).read_text()) if file else {}), **options}
+            module = __import__(f"sidrec.train.{section}", fromlist=["make_parser"])
+            args = module.make_parser().parse_dict({**merged, "use_cpu": True, "bf16": False},
+                                                   allow_extra_keys=False)
+            assert not args[0].problems(args[1]), (path, section, args[0].problems(args[1]))
     elif part == "semantics":
         from sidrec.semantics import SemanticsConfig
 
