@@ -113,14 +113,19 @@ def _fingerprint(args: SftArgs, trainer: SFTConfig) -> dict[str, Any]:
     return {"sft": to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
 
 
-def peft_config(args: SftArgs):
-    """LoRA on ``lora_target_modules`` with ``embed_tokens`` and ``lm_head`` trained in full (the SID rows)."""
+def peft_config(args: SftArgs, tied_embeddings: bool = False):
+    """LoRA on ``lora_target_modules`` with ``embed_tokens`` and ``lm_head`` trained in full (the SID rows).
+
+    With a tied LM head (Qwen2.5-0.5B, the tiny model) the two trained copies stay one tensor
+    (``ensure_weight_tying``); otherwise merging would untie them and change the architecture.
+    """
     from peft import LoraConfig
 
     targets = args.lora_target_modules
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       target_modules=targets[0] if targets == ["all-linear"] else targets,
-                      modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM")
+                      modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM",
+                      ensure_weight_tying=tied_embeddings)
 
 
 def load_align_dataset(args: SftArgs):
@@ -165,6 +170,49 @@ def _model_path(args: SftArgs) -> str:
     return args.model_name_or_path or str(Path(args.align_dir) / "model")
 
 
+def build_trainer(args: SftArgs, trainer_args: SFTConfig):
+    """The ``SFTTrainer`` of the stage: model and tokenizer from the align stage (or ``model_name_or_path``), the
+    prompt/completion data (loss on completions only), LoRA when asked, and the validation ranking callback.
+
+    Returns ``(trainer, ranking_callback or None, number of training examples)``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    from sidrec.sid import SidTable
+    from sidrec.train.validation import RankingCallback
+
+    sid_table = SidTable.load(Path(args.align_dir) / "sids")
+    tokenizer = AutoTokenizer.from_pretrained(_model_path(args))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    sid_table.token_ids(tokenizer)  # fails early, naming the folder, when the SID tokens are missing
+    dtype = torch.bfloat16 if trainer_args.bf16 and torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype=dtype)
+    ds = load_align_dataset(args)
+    valid = ds["valid"].select(range(min(args.val_samples, len(ds["valid"])))) if args.val_samples else None
+
+    callbacks = []
+    ranking = None
+    if valid is not None:
+        ranking = RankingCallback(valid["prompt"][:], valid["target"][:], sid_table, tokenizer,
+                                  beams=args.val_beams, ks=(10,), batch_size=args.val_batch_size)
+        callbacks.append(ranking)
+    evaluating = str(getattr(trainer_args.eval_strategy, "value", trainer_args.eval_strategy)) != "no"
+    trainer = SFTTrainer(
+        model=model, args=trainer_args, processing_class=tokenizer,
+        train_dataset=ds["train"].select_columns(["prompt", "completion"]),
+        eval_dataset=ds["valid"].select_columns(["prompt", "completion"]) if evaluating else None,
+        peft_config=peft_config(args, bool(model.config.tie_word_embeddings)) if args.use_lora else None,
+        callbacks=callbacks,
+    )
+    if ranking is not None:
+        ranking.trainer = trainer
+    return trainer, ranking, len(ds["train"])
+
+
 def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     """Fine-tune on ``args.align_dir``'s data; returns ``output_dir/final`` (see the module docstring)."""
     problems = args.problems(trainer_args)
@@ -182,24 +230,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         if not (align / part).exists():
             raise InputError(f"{part}/ not found: run `sidrec align --out {align}` first", align)
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer
-
-    from sidrec.sid import SidTable
-    from sidrec.train.validation import RankingCallback
-
-    sid_table = SidTable.load(Path(args.align_dir) / "sids")
-    tokenizer = AutoTokenizer.from_pretrained(_model_path(args))
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    sid_table.token_ids(tokenizer)  # fails early, naming the folder, when the SID tokens are missing
-    dtype = torch.bfloat16 if trainer_args.bf16 and torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype=dtype)
-    ds = load_align_dataset(args)
-    valid = ds["valid"].select(range(min(args.val_samples, len(ds["valid"])))) if args.val_samples else None
 
     resume: str | bool | None = trainer_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
@@ -213,21 +244,8 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         log.info("sft: resuming from %s", resume)
     out.mkdir(parents=True, exist_ok=True)
 
-    callbacks = []
-    ranking = None
-    if valid is not None:
-        ranking = RankingCallback(valid["prompt"], valid["target"], sid_table, tokenizer, beams=args.val_beams,
-                                  ks=(10,), batch_size=args.val_batch_size)
-        callbacks.append(ranking)
-    evaluating = str(getattr(trainer_args.eval_strategy, "value", trainer_args.eval_strategy)) != "no"
-    trainer = SFTTrainer(
-        model=model, args=trainer_args, processing_class=tokenizer,
-        train_dataset=ds["train"].select_columns(["prompt", "completion"]),
-        eval_dataset=ds["valid"].select_columns(["prompt", "completion"]) if evaluating else None,
-        peft_config=peft_config(args) if args.use_lora else None, callbacks=callbacks,
-    )
-    if ranking is not None:
-        ranking.trainer = trainer
+    trainer, ranking, n_train = build_trainer(args, trainer_args)
+    tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
         write_yaml(out / "config.yaml", fingerprint)
     started = time.perf_counter()
@@ -235,7 +253,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     seconds = time.perf_counter() - started
     final = _save_final(trainer, args, tokenizer, out)
     if trainer.accelerator.is_main_process:
-        summary = _summary(trainer, result, seconds, ranking, len(ds["train"]))
+        summary = _summary(trainer, result, seconds, ranking, n_train)
         write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
         write_json(out / SUMMARY_FILE, summary)
         mark_stage_done(out, "sft", fingerprint)

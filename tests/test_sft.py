@@ -1,0 +1,254 @@
+"""SFT stage: loss on completions only, a few real training steps, resume from a checkpoint, LoRA, configs, and
+the DeepSpeed / accelerate configs (validated on CPU with accelerate's loader and DeepSpeed's config classes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SFT_CONFIGS = sorted((ROOT / "configs" / "sft").glob("**/*.yaml"))
+DS_DIR = ROOT / "deepspeed_configs"
+
+
+@pytest.fixture(scope="module")
+def align_dir(synthetic_data, tmp_path_factory) -> Path:
+    """RUN/align of the session's synthetic set: SIDs of 3 levels x 4 codes, a tiny tied Qwen2, SA-Init, TS-Align."""
+    from sidrec.align import AlignConfig, init_tiny_model, run_align
+    from sidrec.data import load_data
+
+    run = tmp_path_factory.mktemp("sft_run")
+    items = load_data(synthetic_data).item_ids
+    codes = np.random.default_rng(0).permutation(64)[: len(items)]
+    (run / "sids").mkdir()
+    (run / "sids" / "sids.json").write_text(json.dumps(
+        {item: [int(c) // 16, int(c) // 4 % 4, int(c) % 4] for item, c in zip(items, codes)}))
+    init_tiny_model(synthetic_data, run / "base", vocab_size=400, hidden_size=64, num_layers=1, head_dim=32,
+                    num_kv_heads=1, intermediate_size=128, lm_epochs=0.0)
+    return run_align(AlignConfig(data=str(synthetic_data), sids=str(run / "sids"), model=str(run / "base"),
+                                 out=str(run / "align"), max_history=5, valid_samples=20, max_train_samples=300))
+
+
+def _parse(align_dir: Path, out: Path, *flags: str):
+    from sidrec.train.sft import parse_args
+
+    return parse_args(["--config", str(ROOT / "configs" / "sft" / "demo.yaml"), "--align_dir", str(align_dir),
+                       "--output_dir", str(out), "--use_cpu", "true", "--report_to", "none",
+                       "--disable_tqdm", "true", "--per_device_train_batch_size", "8", "--logging_steps", "1",
+                       "--save_total_limit", "null", "--val_samples", "0", *flags])
+
+
+# ------------------------------------------------------------------------------------------------ data / loss
+def test_loss_is_on_completions_only(align_dir, tmp_path):
+    import datasets
+
+    from sidrec.train.sft import build_trainer
+
+    trainer, _, n_train = build_trainer(*_parse(align_dir, tmp_path / "sft"))
+    tokenizer = trainer.processing_class
+    train = datasets.load_from_disk(str(align_dir / "dataset"))["train"]
+    assert n_train == len(train)
+    pairs = set(zip(train["prompt"][:], train["completion"][:]))
+    batch = next(iter(trainer.get_train_dataloader()))
+    eos = tokenizer.eos_token
+    for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+        ids, labels = ids[mask.bool()], labels[mask.bool()]
+        answer = labels != -100
+        first = int(answer.nonzero()[0])
+        assert answer[first:].all() and not answer[:first].any()  # prompt masked, completion (+ EOS) counted
+        prompt, completion = tokenizer.decode(ids[:first]), tokenizer.decode(ids[first:])
+        assert completion.endswith(eos) and (prompt, completion[: -len(eos)]) in pairs
+        assert torch.equal(labels[answer], ids[answer])
+    # The loss the trainer optimises equals cross-entropy over the completion tokens alone.
+    model = trainer.model
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift = batch["labels"][:, 1:]
+    manual = torch.nn.functional.cross_entropy(logits[:, :-1][shift != -100], shift[shift != -100])
+    torch.testing.assert_close(out.loss, manual, rtol=1e-4, atol=1e-5)
+
+
+def test_train_tasks_restricts_the_training_data(align_dir, tmp_path):
+    import datasets
+
+    from sidrec.train.sft import build_trainer
+
+    tasks = datasets.load_from_disk(str(align_dir / "dataset"))["train"]["task"][:]
+    trainer, _, n_train = build_trainer(*_parse(align_dir, tmp_path / "sft", "--train_tasks", "next_sid",
+                                                "sid_to_title"))
+    assert n_train == tasks.count("next_sid") + tasks.count("sid_to_title") < len(tasks)
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path, caplog):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sidrec.sid import SidTable
+    from sidrec.train.sft import LOG_HISTORY_FILE, read_summary, run_sft
+
+    flags = ("--max_steps", "3", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "steps",
+             "--eval_steps", "3", "--val_samples", "10", "--val_beams", "10", "--learning_rate", "1e-2")
+    full = tmp_path / "full"
+    final = run_sft(*_parse(align_dir, full, *flags))
+    summary = read_summary(full)
+    assert summary["global_step"] == 3 and summary["tokens"] > 0 and summary["tokens_per_second"] > 0
+    assert summary["loss_last"] < summary["loss_first"]
+    [val] = summary["validation"]
+    assert val["step"] == 3 and 0.0 <= val["eval_ndcg@10"] <= val["eval_hr@10"] <= 1.0
+    assert any("eval_hr@10" in r for r in json.loads((full / LOG_HISTORY_FILE).read_text()))
+    # The SID rows moved (new tokens are trained), and the saved model reloads with its tokenizer.
+    before = AutoModelForCausalLM.from_pretrained(align_dir / "model").get_input_embeddings().weight
+    after = AutoModelForCausalLM.from_pretrained(final).get_input_embeddings().weight
+    sid_ids = SidTable.load(align_dir / "sids").token_ids(AutoTokenizer.from_pretrained(final)).flatten()
+    assert (after[sid_ids] - before[sid_ids]).abs().amax(dim=1).min() > 0
+
+    # Interrupt after step 2: drop what step 3 and the end wrote, then run the same command again.
+    broken = tmp_path / "broken"
+    shutil.copytree(full, broken)
+    for name in ("final", "checkpoint-3", "_stage.json"):
+        path = broken / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    caplog.set_level(logging.INFO, logger="sidrec.train.sft")
+    resumed = run_sft(*_parse(align_dir, broken, *flags))
+    assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
+    assert read_summary(broken)["global_step"] == 3
+    a = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(resumed).state_dict()
+    for key in a:  # the resumed run ends where the uninterrupted one did
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+    caplog.clear()
+    assert run_sft(*_parse(align_dir, full, *flags)) == final
+    assert "skipped" in caplog.text
+
+
+def test_lora_trains_embeddings_and_saves_a_merged_model(align_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from sidrec.train.sft import read_summary, run_sft
+
+    out = tmp_path / "lora"
+    final = run_sft(*_parse(align_dir, out, "--use_lora", "true", "--lora_r", "4", "--max_steps", "1",
+                            "--save_strategy", "no", "--eval_strategy", "no", "--learning_rate", "1e-2",
+                            "--warmup_steps", "0"))
+    summary = read_summary(out)
+    assert 0 < summary["n_trainable"] < summary["n_parameters"]
+    merged = AutoModelForCausalLM.from_pretrained(final)
+    assert not any("lora" in k for k in merged.state_dict())
+    # The tied LM head stays tied (one trained copy, not two diverging ones).
+    assert merged.config.tie_word_embeddings
+    assert merged.get_output_embeddings().weight.data_ptr() == merged.get_input_embeddings().weight.data_ptr()
+    base = AutoModelForCausalLM.from_pretrained(align_dir / "model")
+    assert not torch.equal(merged.get_input_embeddings().weight, base.get_input_embeddings().weight)
+    assert not torch.equal(merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
+
+
+# ------------------------------------------------------------------------------------------------ configs
+@pytest.mark.parametrize("path", SFT_CONFIGS, ids=lambda p: p.name)
+def test_shipped_sft_configs_resolve(path):
+    from sidrec.train.sft import parse_args
+
+    args, trainer = parse_args(["--config", str(path), "--use_cpu", "true", "--bf16", "false"])
+    assert trainer.completion_only_loss in (None, True) and not trainer.packing and args.align_dir
+
+
+def test_bad_sft_configs_are_reported_together(align_dir, tmp_path):
+    from sidrec.train.sft import parse_args, run_sft_from_dict
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("align_dir: x\nlearning_rat: 0.1\nuse_cpu: true\n")
+    with pytest.raises(ConfigError, match="learning_rat"):
+        parse_args(["--config", str(bad)])
+    bad.write_text("align_dir: x\ncompletion_only_loss: false\npacking: true\ntrain_tasks: [next_item]\n"
+                   "val_beams: 5\nuse_cpu: true\n")
+    with pytest.raises(ConfigError) as err:
+        parse_args(["--config", str(bad)])
+    assert len(err.value.problems) == 4
+    with pytest.raises(ConfigError, match="num_train_epoch"):
+        run_sft_from_dict({"num_train_epoch": 1}, align_dir=align_dir, output_dir=tmp_path / "o")
+    from sidrec.errors import InputError
+
+    with pytest.raises(InputError, match="sidrec align"):
+        run_sft_from_dict({}, align_dir=tmp_path / "missing", output_dir=tmp_path / "o")
+
+
+# ------------------------------------------------------------------------------------------------ DeepSpeed
+def _tiny_model():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=100, hidden_size=64, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=32))
+
+
+@pytest.mark.parametrize("name", ["cpu", "single_gpu", "multi_gpu", "zero2", "zero2_cpu", "zero3"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    cfg = load_config_from_file(str(DS_DIR / f"{name}.yaml"))
+    assert cfg.num_machines == 1 and cfg.num_processes >= 1
+    assert (cfg.use_cpu is True) == name.startswith(("cpu", "zero2_cpu"))
+    if name.startswith("zero"):
+        assert cfg.distributed_type == DistributedType.DEEPSPEED
+        ds_file = ROOT / cfg.deepspeed_config["deepspeed_config_file"]
+        stage = json.loads(ds_file.read_text())["zero_optimization"]["stage"]
+        assert stage == int(name[4]) and cfg.deepspeed_config["zero3_init_flag"] == (stage == 3)
+    else:
+        assert cfg.distributed_type in (DistributedType.NO, DistributedType.MULTI_GPU) and not cfg.deepspeed_config
+    # Every shipped accelerate config is named in a usage line at its top.
+    assert f"deepspeed_configs/{name}.yaml" in (DS_DIR / f"{name}.yaml").read_text().split("\n\n")[0]
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_json_resolves_from_the_trainer_config(stage):
+    """The "auto" values are filled from the SFTConfig (the single source of truth) and the result is a valid
+    DeepSpeed config (DeepSpeed's own classes when it is installed: pip install -e ".[deepspeed]")."""
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+    from trl import SFTConfig
+
+    path = DS_DIR / f"ds_zero{stage}.json"
+    raw = json.loads(path.read_text())
+    assert raw["train_micro_batch_size_per_gpu"] == raw["gradient_accumulation_steps"] == "auto"
+    assert raw["bf16"]["enabled"] == "auto"
+    args = SFTConfig(output_dir="unused", use_cpu=True, bf16=False, per_device_train_batch_size=8,
+                     gradient_accumulation_steps=2, max_grad_norm=0.5, report_to="none")
+    hf = HfTrainerDeepSpeedConfig(str(path))
+    hf.trainer_config_process(args)
+    hf.trainer_config_finalize(args, _tiny_model(), num_training_steps=10)
+    assert "auto" not in json.dumps(hf.config)
+    assert hf.config["train_micro_batch_size_per_gpu"] == 8 and hf.config["gradient_accumulation_steps"] == 2
+    assert hf.config["gradient_clipping"] == 0.5 and hf.config["bf16"]["enabled"] is False
+    assert hf.is_zero3() == (stage == 3)
+    deepspeed = pytest.importorskip("deepspeed")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    ds = DeepSpeedConfig(hf.config)
+    assert deepspeed.__version__ and ds.zero_optimization_stage == stage
+    assert (ds.train_batch_size, ds.train_micro_batch_size_per_gpu, ds.gradient_accumulation_steps) == (16, 8, 2)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_script(align_dir, tmp_path):
+    out = tmp_path / "launched"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DS_DIR / "cpu.yaml"),
+         str(ROOT / "scripts" / "sft.py"), "--config", str(ROOT / "configs" / "sft" / "demo.yaml"),
+         "--align_dir", str(align_dir), "--output_dir", str(out), "--max_steps", "2", "--val_samples", "10",
+         "--val_beams", "10", "--report_to", "none", "--per_device_train_batch_size", "8"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "validation HR@10" in proc.stdout and (out / "final" / "config.json").is_file()
