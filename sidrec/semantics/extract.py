@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.lexicon import (
+    CONCRETE_FACETS,
     CUE_PATTERNS,
     CUE_WORDS,
     OPEN_VOCAB_FACETS,
@@ -95,11 +96,13 @@ class LexiconExtractor:
             kept = kept[::-1]
         if not kept:
             return None
-        # Longest lexicon phrase anchored at the cue side.
+        # Longest lexicon phrase anchored at the cue side. A cue may move a word to another facet ("lavender
+        # colour", "warm sound"), but not into the concrete facets: "cooling capacity" is no size and "thick
+        # material" no material.
         for n in range(len(kept), 0, -1):
-            cand = " ".join(kept[-n:] if from_end else kept[:n])
-            if normalise_value(cand) in self.lexicon:
-                return normalise_value(cand)
+            cand = normalise_value(" ".join(kept[-n:] if from_end else kept[:n]))
+            if cand in self.lexicon:
+                return None if facet in CONCRETE_FACETS and self.lexicon[cand] != facet else cand
         if facet == "size":
             return normalise_value(" ".join(kept)) if re.match(r"\d", kept[0]) else None
         if facet not in OPEN_VOCAB_FACETS:

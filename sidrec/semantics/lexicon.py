@@ -120,9 +120,10 @@ CUE_PATTERNS: tuple[tuple[str | None, str], ...] = (
     ("size", r"\b" + _NUM),
 )
 # Cue words that follow their value ("vanilla scent", "matte finish"): the value is the run of words before them.
+# Not those that mostly head noun compounds ("surface temperature", "weight capacity", "volume control").
 TRAILING_CUES: dict[str, str] = {w: f for f, ws in CUE_WORDS.items() for w in ws
                                  if w not in ("made", "bass", "tone", "weight", "effect", "feeling", "smells",
-                                              "tastes", "volume", "construction")}
+                                              "tastes", "volume", "construction", "surface")}
 TRAILING_CUES.update({"construction": "material", "sensation": "feel"})
 
 # Words that end a value phrase going backwards from a trailing cue ("Love the [vanilla] scent").
@@ -134,6 +135,9 @@ favorite favourite wonderful awesome excellent fantastic decent okay ok fine bad
 strange different same little bit lot much more most less least no not any some all every each has have had
 spot on right
 """.split())
+# Facets whose values are things, not qualities: a cue for them accepts only their own lexicon words (or, for
+# material, open vocabulary), never another facet's ("thick material", "cooling capacity").
+CONCRETE_FACETS: frozenset[str] = frozenset({"material", "size"})
 # Facets whose free-form (non-lexicon) values we accept from cues; sizes need numbers or lexicon words.
 OPEN_VOCAB_FACETS: frozenset[str] = frozenset({"color", "scent", "taste", "texture", "sound", "material", "finish",
                                                "feel"})
