@@ -247,7 +247,9 @@ def markdown(r: dict) -> str:
 
     lines = [f"# Semantic IDs on {r['dataset']} ({r['n_items']:,} items)", "",
              f"{r['date']}, commit {r['commit']}, {r['device']}, torch {r['torch']}.", "",
-             f"Reproduce: `{r['command']}` (after the stage commands below). Configs: "
+             "Reproduce: `python scripts/bench_quantize.py --stages prepare semantics`, then `--stages quantize "
+             "rq-kmeans` (each stage is timed in its own child process and the times are kept), then "
+             f"`python scripts/bench_quantize.py` for the report (this file: `{r['command']}`). Configs: "
              + ", ".join(f"`{v}`" for v in r["configs"].values()) + ".", "",
              "## SIDs side by side", "", head,
              row("levels x codes", lambda s: " x ".join(map(str, s["codebook_sizes"]))),
