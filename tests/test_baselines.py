@@ -210,7 +210,7 @@ def test_shipped_configs_resolve():
     from sidrec.baselines import BaselineConfig
     from sidrec.config import resolve
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "baselines").glob("*.yaml"))
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "baselines").rglob("*.yaml"))
     assert configs
     for path in configs:
         resolve(BaselineConfig, str(path), {}, section="baseline")
@@ -236,3 +236,16 @@ def test_said_with_a_frozen_lm_learns_to_reconstruct_item_text(synthetic_data, t
     assert len(epoch_losses) == 3 and epoch_losses[0] > epoch_losses[1] > epoch_losses[2], epoch_losses
     assert table.shape == (len(data.item_ids) + 1, 2 * 64) and known[1:].all()
     assert len(list((tmp_path / "ckpt").glob("said_emb-*.pt"))) == 1  # cached for the next run of the same options
+
+
+def test_cloze_mask_keeps_one_label_per_row_and_last_only_rows():
+    from sidrec.baselines.sequences import cloze_mask
+
+    items = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    gen = torch.Generator().manual_seed(0)
+    inputs, labels = cloze_mask(items, 0.5, 99, gen)
+    assert ((labels > 0).sum(1) >= 1).all()  # every row trains on something
+    assert (labels[items == 0] == 0).all() and (inputs[labels > 0] == 99).all()
+    inputs, labels = cloze_mask(items, 0.5, 99, gen, last_only_prob=1.0)
+    assert labels[:, :-1].eq(0).all() and labels[:, -1].tolist() == [5, 5, 7]
+    assert inputs[:, :-1].equal(items[:, :-1])

@@ -41,6 +41,8 @@ class BaselineConfig:
     bsarec_c: int = opt(5, "BSARec: frequencies kept by the low-pass filter (c // 2 + 1 rFFT bins)")
     bsarec_alpha: float = opt(0.7, "BSARec: weight of the frequency (inductive-bias) branch vs attention")
     mask_prob: float = opt(0.2, "BERT4Rec: fraction of positions masked in cloze training")
+    last_only_prob: float = opt(0.0, "BERT4Rec: share of training rows that mask only their last item (the "
+                                     "next-item case met at inference)")
     # Training.
     train_mode: Literal["auto", "sequence", "prefix"] = opt(
         "auto", "sequence: one row per user, loss at every position; prefix: one row per (prefix -> next) pair, "
@@ -89,6 +91,8 @@ class BaselineConfig:
         for name in ("dropout", "attn_dropout", "semantic_dropout", "mask_prob"):
             if not 0 <= getattr(self, name) < 1:
                 p.append(f"{name}: must be in [0, 1)")
+        if not 0 <= self.last_only_prob <= 1:
+            p.append("last_only_prob: must be in [0, 1]")
         if not 0 <= self.bsarec_alpha <= 1:
             p.append("bsarec_alpha: must be in [0, 1]")
         if self.bsarec_c < 1:

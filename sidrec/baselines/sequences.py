@@ -114,14 +114,20 @@ def cloze_rows(seqs: list[list[int]], max_len: int) -> TrainRows:
     return TrainRows(padded, padded.clone(), torch.tensor(users, dtype=torch.int64))
 
 
-def cloze_mask(items: torch.Tensor, mask_prob: float, mask_index: int, generator: torch.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def cloze_mask(items: torch.Tensor, mask_prob: float, mask_index: int, generator: torch.Generator,
+               last_only_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask real items with probability ``mask_prob`` (at least one per row: the last, the next-item case).
 
+    A ``last_only_prob`` share of rows masks only its last item instead: the exact task BERT4Rec faces at
+    inference (a [MASK] appended after the history), which short sequences otherwise rarely train.
     Returns (inputs with [MASK], labels: the hidden item at masked positions, 0 elsewhere).
     """
     real = items != PAD
     chosen = (torch.rand(items.shape, generator=generator) < mask_prob) & real
+    if last_only_prob > 0:
+        last_only = torch.rand(items.shape[0], generator=generator) < last_only_prob
+        chosen[last_only] = False
+        chosen[last_only, -1] = real[last_only, -1]
     chosen[:, -1] |= ~chosen.any(1) & real[:, -1]
     inputs = items.masked_fill(chosen, mask_index)
     labels = items.masked_fill(~chosen, 0)

@@ -202,7 +202,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
             batch = {"input": rows.inputs[idx], "labels": rows.labels[idx], "user": rows.users[idx]}
             if model.cloze:
                 batch["input"], batch["labels"] = cloze_mask(batch["input"], cfg.mask_prob, model.mask_index,
-                                                             generator)
+                                                             generator, cfg.last_only_prob)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = model.calculate_loss(batch)
             optimizer.zero_grad(set_to_none=True)
