@@ -47,6 +47,23 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cached_score(model_dir: Path, cache: Path, run: Path, args, max_history):
+    """:func:`_score`, kept in ``cache`` (JSON) so a re-run after a time limit does not decode again."""
+    import numpy as np
+
+    from sidrec.artifacts import write_json
+
+    key = {"model": str(model_dir), "split": args.split, "limit": args.limit, "beams": args.beams,
+           "mtime": (model_dir / "config.json").stat().st_mtime}
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return np.array(saved["ranks"])
+    ranks = _score(model_dir, run, args, max_history)
+    write_json(cache, {"key": key, "ranks": [int(r) for r in ranks]})
+    return ranks
+
+
 def _score(model_dir: Path, run: Path, args, max_history):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -96,8 +113,10 @@ def main(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         grpo_final = grpo.run_grpo(g_args, g_trainer)
         grpo_minutes = (time.perf_counter() - started) / 60
-        ranks = {name: _score(path, run, args, max_history) for name, path in (("sft", sft_final),
-                                                                               ("grpo", grpo_final))}
+        sft_cache = (work if args.sft_model else seed_dir) / f"sft_ranks_{args.split}.json"
+        ranks = {"sft": _cached_score(sft_final, sft_cache, run, args, max_history),
+                 "grpo": _cached_score(grpo_final, seed_dir / f"grpo_ranks_{args.split}.json", run, args,
+                                       max_history)}
         per_sample = {name: per_sample_metrics(r, ks=ks) for name, r in ranks.items()}
         metrics = {name: {k: v for k, v in summarize(m).items() if not k.startswith("MRR")}
                    for name, m in per_sample.items()}

@@ -123,7 +123,10 @@ def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path
     caplog.set_level(logging.INFO, logger="sidrec.train.sft")
     resumed = run_sft(*_parse(align_dir, broken, *flags))
     assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
-    assert read_summary(broken)["global_step"] == 3
+    resumed_summary = read_summary(broken)
+    assert resumed_summary["global_step"] == 3 and resumed_summary["resumed_from_step"] == 2
+    assert resumed_summary["loss_first"] == summary["loss_first"]  # the history came back with the checkpoint
+    assert [v["step"] for v in resumed_summary["validation"]] == [3]
     a = AutoModelForCausalLM.from_pretrained(final).state_dict()
     b = AutoModelForCausalLM.from_pretrained(resumed).state_dict()
     for key in a:  # the resumed run ends where the uninterrupted one did

@@ -244,6 +244,10 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         log.info("sft: resuming from %s", resume)
     out.mkdir(parents=True, exist_ok=True)
 
+    start_step = 0
+    if resume:
+        checkpoint = Path(get_last_checkpoint(str(out)) if resume is True else resume)
+        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
     trainer, ranking, n_train = build_trainer(args, trainer_args)
     tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
@@ -253,7 +257,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     seconds = time.perf_counter() - started
     final = _save_final(trainer, args, tokenizer, out)
     if trainer.accelerator.is_main_process:
-        summary = _summary(trainer, result, seconds, ranking, n_train)
+        summary = _summary(trainer, result, seconds, ranking, n_train, start_step)
         write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
         write_json(out / SUMMARY_FILE, summary)
         mark_stage_done(out, "sft", fingerprint)
@@ -263,17 +267,25 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     return final
 
 
-def _summary(trainer, result, seconds: float, ranking, n_train: int) -> dict[str, Any]:
+def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step: int = 0) -> dict[str, Any]:
+    """What ``sft_summary.json`` holds. After a resume, ``log_history`` (restored from the checkpoint) still has
+    the earlier losses and validation results, while time and tokens count this process only (TRL's token
+    counter restarts with it), so tokens/s stays a true rate."""
     history = trainer.state.log_history
-    tokens = max((r.get("num_tokens", 0) for r in history), default=0)
+    tokens = max((r.get("num_tokens", 0) for r in history if r.get("step", 0) > start_step), default=0)
     losses = [r["loss"] for r in history if "loss" in r]
+    validation = [{"step": r["step"], "epoch": r.get("epoch"),
+                   **{k: v for k, v in r.items() if k.startswith("eval_") and ("@" in k or "ranking" in k)}}
+                  for r in history if "eval_hr@10" in r]
+    if not validation and ranking is not None:
+        validation = ranking.history
     return {
-        "global_step": result.global_step, "train_examples": n_train,
+        "global_step": result.global_step, "train_examples": n_train, "resumed_from_step": start_step,
         "train_seconds": round(seconds, 1), "train_runtime": result.metrics.get("train_runtime"),
         "tokens": int(tokens), "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "train_loss": result.metrics.get("train_loss"),
-        "validation": ranking.history if ranking is not None else [],
+        "validation": validation,
         "n_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "n_trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "world_size": trainer.accelerator.num_processes,
