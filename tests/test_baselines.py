@@ -236,6 +236,8 @@ def test_said_with_a_frozen_lm_learns_to_reconstruct_item_text(synthetic_data, t
     assert len(epoch_losses) == 3 and epoch_losses[0] > epoch_losses[1] > epoch_losses[2], epoch_losses
     assert table.shape == (len(data.item_ids) + 1, 2 * 64) and known[1:].all()
     assert len(list((tmp_path / "ckpt").glob("said_emb-*.pt"))) == 1  # cached for the next run of the same options
+    stats = json.loads(next((tmp_path / "ckpt").glob("said_emb-*.json")).read_text())
+    assert stats["losses"] == pytest.approx(epoch_losses) and "causal LM" in stats["objective"]
 
 
 def test_cloze_mask_keeps_one_label_per_row_and_last_only_rows():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from sidrec.artifacts import atomic_path, config_hash
+from sidrec.artifacts import atomic_path, config_hash, write_json
 from sidrec.data.store import CanonicalData
 
 log = logging.getLogger(__name__)
@@ -61,17 +61,20 @@ def said_embeddings(cfg, data: CanonicalData, ckpt: Path, device: torch.device
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.said_lm:
-        table = _train_with_lm(cfg, texts, known, device, gen)
+        table, losses = _train_with_lm(cfg, texts, known, device, gen)
+        objective = f"frozen causal LM {cfg.said_lm} reconstructs the item text (mean next-token loss per epoch)"
     else:
         log.info("SAID: no --said-lm given; training the projector to reconstruct text_emb.npy instead of an LM")
         from sidrec.baselines.semantic import load_item_embeddings
 
         text_emb, text_known = load_item_embeddings(cfg.semantics, "text", data.item_ids)
         known = known & text_known
-        table = _train_with_text_embedding(cfg, text_emb, known, device, gen)
+        table, losses = _train_with_text_embedding(cfg, text_emb, known, device, gen)
+        objective = "reconstruct text_emb.npy (1 - cosine, last batch of each epoch)"
     table = table * known[:, None]
     with atomic_path(cache) as tmp:
         torch.save(table, tmp)
+    write_json(cache.with_suffix(".json"), {"objective": objective, "losses": losses, "items": int(known.sum())})
     return table, known
 
 
@@ -80,13 +83,15 @@ def _batches(items: torch.Tensor, batch_size: int, gen: torch.Generator):
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _train_with_text_embedding(cfg, text_emb: torch.Tensor, known: torch.Tensor, device, gen) -> torch.Tensor:
+def _train_with_text_embedding(cfg, text_emb: torch.Tensor, known: torch.Tensor, device, gen
+                               ) -> tuple[torch.Tensor, list[float]]:
     d = text_emb.shape[1]
     projector = SaidProjector(len(known) - 1, cfg.said_tokens, d).to(device)
     decoder = nn.Linear(d, d).to(device)
     optimizer = torch.optim.Adam([*projector.parameters(), *decoder.parameters()], lr=1e-3)
     target = F.normalize(text_emb, dim=1).to(device)
     items = torch.nonzero(known).squeeze(1)
+    losses = []
     for _ in range(cfg.said_epochs * 20):  # cheap: many passes of a small MLP
         for batch in _batches(items, 256, gen):
             batch = batch.to(device)
@@ -95,12 +100,13 @@ def _train_with_text_embedding(cfg, text_emb: torch.Tensor, known: torch.Tensor,
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    log.info("SAID (text-embedding objective): final reconstruction loss %.4f", loss.item())
+        losses.append(loss.item())
+    log.info("SAID (text-embedding objective): final reconstruction loss %.4f", losses[-1])
     with torch.no_grad():
-        return projector(torch.arange(len(known), device=device)).flatten(1).cpu()
+        return projector(torch.arange(len(known), device=device)).flatten(1).cpu(), losses
 
 
-def _train_with_lm(cfg, texts: list[str], known: torch.Tensor, device, gen) -> torch.Tensor:
+def _train_with_lm(cfg, texts: list[str], known: torch.Tensor, device, gen) -> tuple[torch.Tensor, list[float]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.said_lm)
@@ -115,6 +121,7 @@ def _train_with_lm(cfg, texts: list[str], known: torch.Tensor, device, gen) -> t
     optimizer = torch.optim.Adam(projector.parameters(), lr=1e-3)
     items = torch.nonzero(known).squeeze(1)
     k = cfg.said_tokens
+    losses = []
     for epoch in range(cfg.said_epochs):
         total, n = 0.0, 0
         for batch in tqdm(_batches(items, 32, gen), desc=f"SAID epoch {epoch + 1}", leave=False, disable=None):
@@ -134,6 +141,7 @@ def _train_with_lm(cfg, texts: list[str], known: torch.Tensor, device, gen) -> t
             loss.backward()
             optimizer.step()
             total, n = total + loss.item(), n + 1
-        log.info("SAID epoch %d: LM reconstruction loss %.4f", epoch + 1, total / max(1, n))
+        losses.append(total / max(1, n))
+        log.info("SAID epoch %d: LM reconstruction loss %.4f", epoch + 1, losses[-1])
     with torch.no_grad():
-        return projector(torch.arange(len(known), device=device)).flatten(1).cpu()
+        return projector(torch.arange(len(known), device=device)).flatten(1).cpu(), losses
