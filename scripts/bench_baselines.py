@@ -271,41 +271,12 @@ def to_markdown(rows: list[dict], env: dict, configs: dict, notes: str | None) -
     return "\n".join(lines) + "\n"
 
 
-def main(args: argparse.Namespace) -> dict:
-    import logging
-
-    import torch
-
+def write_results(args, done: dict, pending: list) -> dict:
+    """Aggregate the finished runs; write <results>.json/.md when asked. Called after every new run."""
     from sidrec.artifacts import write_json, write_text
-    from sidrec.data import load_data
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    torch.set_num_threads(args.threads)
-    data = load_data(args.data)
-    started = time.perf_counter()
-    done: dict[tuple, dict] = {}
-    pending, stopped = [], False
-    while True:  # the seed plan can depend on finished runs (best fusion), so re-plan after each run
-        todo = [r for r in planned_runs(args, done) if r not in done]
-        if not todo:
-            break
-        model, fusion, seed = todo[0]
-        cfg, tag = run_config(args, model, fusion, seed)
-        is_cached = cached_record(args, cfg, tag, data) is not None
-        if not is_cached and args.budget_minutes is not None and \
-                time.perf_counter() - started > 60 * args.budget_minutes:
-            pending, stopped = todo, True
-            break
-        record = run_one(args, model, fusion, seed, data)
-        done[(model, fusion, seed)] = record
-        if not is_cached:
-            logging.info("%s: test HR@10 %.4f NDCG@10 %.4f tail-item HR@10 %.4f (%.0fs training)", tag,
-                         record["overall"]["HR@10"], record["overall"]["NDCG@10"],
-                         record["groups"]["tail_items"]["HR@10"], record["train_seconds"] or 0)
-    if stopped:
-        print(f"budget reached: {len(pending)} runs left (next: {pending[0]}); run the same command again")
     rows = aggregate(list(done.values()))
-    result = {"env": environment(args), "complete": not stopped, "pending": [list(r) for r in pending],
+    result = {"env": environment(args), "complete": not pending, "pending": [list(r) for r in pending],
               "rows": rows, "runs": [{k: v for k, v in r.items() if k != "config"} for r in done.values()]}
     configs = {}
     for model in FLOORS + tuple(args.models):
@@ -319,8 +290,43 @@ def main(args: argparse.Namespace) -> dict:
         notes = notes_path.read_text() if notes_path.is_file() else None
         write_json(f"{args.results}.json", result)
         write_text(f"{args.results}.md", to_markdown(rows, result["env"], configs, notes))
-        print(f"results: {args.results}.json / .md ({'complete' if not stopped else 'partial'})")
-    for r in rows:
+    return result
+
+
+def main(args: argparse.Namespace) -> dict:
+    import logging
+
+    import torch
+
+    from sidrec.data import load_data
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    data = load_data(args.data)
+    started = time.perf_counter()
+    done: dict[tuple, dict] = {}
+    while True:  # the seed plan can depend on finished runs (best fusion), so re-plan after each run
+        todo = [r for r in planned_runs(args, done) if r not in done]
+        if not todo:
+            break
+        model, fusion, seed = todo[0]
+        cfg, tag = run_config(args, model, fusion, seed)
+        is_cached = cached_record(args, cfg, tag, data) is not None
+        if not is_cached and args.budget_minutes is not None and \
+                time.perf_counter() - started > 60 * args.budget_minutes:
+            print(f"budget reached: {len(todo)} runs left (next: {todo[0]}); run the same command again")
+            break
+        record = run_one(args, model, fusion, seed, data)
+        done[(model, fusion, seed)] = record
+        if not is_cached:
+            logging.info("%s: test HR@10 %.4f NDCG@10 %.4f tail-item HR@10 %.4f (%.0fs training)", tag,
+                         record["overall"]["HR@10"], record["overall"]["NDCG@10"],
+                         record["groups"]["tail_items"]["HR@10"], record["train_seconds"] or 0)
+            write_results(args, done, [r for r in planned_runs(args, done) if r not in done])
+    result = write_results(args, done, todo)
+    if args.results:
+        print(f"results: {args.results}.json / .md ({'complete' if result['complete'] else 'partial'})")
+    for r in result["rows"]:
         label = r["model"] if r["fusion"] is None else f"{r['model']}_{r['fusion']}"
         print(f"{label:18s} seeds={len(r['seeds'])} HR@10={fmt(r['overall']['HR@10'])} "
               f"NDCG@10={fmt(r['overall']['NDCG@10'])} tail-item HR@10={fmt(r['groups']['tail_items']['HR@10'])}")
