@@ -64,6 +64,22 @@ def _cached_score(model_dir: Path, cache: Path, run: Path, args, max_history):
     return ranks
 
 
+def _popularity(run: Path, args, ks) -> dict[str, float]:
+    """The popularity baseline (training counts) on the same samples, for scale."""
+    from sidrec.data import load_data
+    from sidrec.eval.metrics import per_sample_metrics, summarize, target_ranks
+
+    data = load_data(run / "data")
+    pop = data.train_popularity
+    order = sorted(range(len(data.item_ids)), key=lambda i: (-pop.get(data.item_ids[i], 0), i))
+    top = [data.item_ids[i] for i in order[: max(ks)]]
+    targets = data.split(args.split)["target"][:]
+    if args.limit is not None:
+        targets = targets[: args.limit]
+    metrics = summarize(per_sample_metrics(target_ranks([top] * len(targets), targets), ks=ks))
+    return {k: v for k, v in metrics.items() if not k.startswith("MRR")}
+
+
 def _score(model_dir: Path, run: Path, args, max_history):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -154,6 +170,7 @@ def main(args: argparse.Namespace) -> dict:
         "grpo_config": Path(args.grpo_config).read_text(), "grpo_overrides": args.set,
         "data_stats": json.loads((run / "data" / "stats.json").read_text()),
         "seeds": seeds,
+        "popularity": _popularity(run, args, ks),
         "mean_delta_ndcg@10": float(np.mean([s["delta_ndcg@10"] for s in seeds])),
         "improved_every_seed": all(s["delta_ndcg@10"] > 0 for s in seeds),
     }
@@ -177,6 +194,7 @@ def _markdown(report: dict) -> str:
     for s in report["seeds"]:
         for model in ("sft", "grpo"):
             lines.append(f"| {s['seed']} | {model} | " + " | ".join(f"{s[model][n]:.4f}" for n in names) + " |")
+    lines.append("| — | popularity | " + " | ".join(f"{report['popularity'][n]:.4f}" for n in names) + " |")
     lines += ["", "| seed | ΔNDCG@10 | Wilcoxon p | samples better / worse | GRPO steps | reward first → last | "
                   "KL last | GRPO min |", "|---|---|---|---|---|---|---|---|"]
     for s in report["seeds"]:

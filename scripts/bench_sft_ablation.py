@@ -13,8 +13,9 @@ an interrupted SFT resumes from its last checkpoint, so the script can be re-run
 Needs RUN/data, RUN/sids and RUN/align (``sidrec pipeline --config configs/demo.yaml --until align``). The
 synthetic acceptance run (CPU, 2 cores):
 
-    python scripts/bench_sft_ablation.py --run runs/llm/demo --name synthetic --max-train-samples 1500 \\
-        --set num_train_epochs=2
+    accelerate launch --config_file deepspeed_configs/cpu.yaml scripts/sft.py --config configs/sft/demo.yaml \\
+        --align_dir runs/llm/demo/align --output_dir runs/llm/demo/sft4           # the acceptance run
+    python scripts/bench_sft_ablation.py --run runs/llm/demo --name synthetic --reference-sft runs/llm/demo/sft4
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +50,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="SFT overrides (flags of scripts/sft.py without the dashes), e.g. num_train_epochs=2")
     p.add_argument("--max-train-samples", type=int, default=None,
                    help="main-task training samples of every variant (default: the run's align value)")
+    p.add_argument("--reference-sft", default=None,
+                   help="a finished SFT output_dir of the full recipe trained on RUN/align with the same SFT config "
+                        "(e.g. the acceptance run): its last checkpoint is taken over as the sa_init+ts_align "
+                        "variant instead of training it again (only with the run's own align options)")
     p.add_argument("--limit", type=int, default=1000, help="score the first N validation samples")
     p.add_argument("--beams", type=int, default=20, help="beam width of the scoring decoder")
     p.add_argument("--name", default="synthetic", help="results file stem: sft_ablation_<name>")
@@ -68,6 +74,21 @@ def _align(run: Path, work: Path, name: str, args) -> Path:
     if args.max_train_samples is not None:
         cfg.max_train_samples = args.max_train_samples
     return run_align(cfg)
+
+
+def _take_over(reference: Path, out: Path) -> None:
+    """Copy the last checkpoint of a finished SFT run into ``out``: run_sft then resumes from it at its final step
+    (nothing left to train) and saves the model, with this benchmark's options recorded."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if (out / "final").is_dir():
+        return
+    last = get_last_checkpoint(str(reference))
+    if last is None:
+        raise SystemExit(f"{reference}: no checkpoint-* folder to take over")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / Path(last).name).is_dir():
+        shutil.copytree(last, out / Path(last).name)
 
 
 def _sft(align: Path, out: Path, args) -> tuple[Path, dict]:
@@ -136,11 +157,20 @@ def main(args: argparse.Namespace) -> dict:
     max_history = json.loads((run / "align" / "stats.json").read_text()).get("max_history")
     ks = (5, 10)
     results, per_sample = {}, {}
+    if args.reference_sft and args.max_train_samples is not None:
+        raise SystemExit("--reference-sft needs the run's own align options (drop --max-train-samples)")
     for name in args.variants:
         started = time.perf_counter()
+        if name == REFERENCE and args.reference_sft:
+            _take_over(Path(args.reference_sft), work / name / "sft")
         align = _align(run, work, name, args)
         align_stats = json.loads((align / "stats.json").read_text())
         final, summary = _sft(align, work / name / "sft", args)
+        if name == REFERENCE and args.reference_sft:  # nothing was trained here: time and rate of the original
+            from sidrec.train.sft import read_summary
+
+            summary = summary | {k: read_summary(args.reference_sft)[k] for k in ("train_seconds",
+                                                                                   "tokens_per_second")}
         scores_file = work / name / "valid_ranks.json"
         scored = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
         if scored.get("model") != str(final) or scored.get("limit") != args.limit or scored.get("beams") != args.beams:
@@ -172,15 +202,24 @@ def main(args: argparse.Namespace) -> dict:
                 results[name]["wilcoxon_p_ndcg@10_vs_reference"] = (
                     float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0)
 
+    # SA-Init's own effect, within each TS-Align setting (paired on the same samples).
+    sa_init_effect = {}
+    for ts_name, sa, rnd in (("with TS-Align", "sa_init+ts_align", "random_init+ts_align"),
+                             ("without TS-Align", "sa_init", "random_init")):
+        if sa in per_sample and rnd in per_sample:
+            diff = per_sample[sa]["NDCG@10"] - per_sample[rnd]["NDCG@10"]
+            sa_init_effect[ts_name] = {"delta_ndcg@10": float(diff.mean()),
+                                       "wilcoxon_p": float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0}
+
     report = {
         "benchmark": "sft_ablation", **_environment(),
         "command": "python scripts/bench_sft_ablation.py " + shlex.join(sys.argv[1:]),
         "run": str(run), "split": "valid", "n_samples": int(len(pop["HR@10"])), "beams": args.beams,
         "max_history": max_history, "align_config": (run / "align" / "config.yaml").read_text(),
         "max_train_samples": args.max_train_samples, "sft_config": Path(args.sft_config).read_text(),
-        "sft_overrides": args.set, "reference": REFERENCE,
+        "sft_overrides": args.set, "reference": REFERENCE, "reference_sft": args.reference_sft,
         "popularity": {k: v for k, v in summarize(pop).items() if not k.startswith("MRR")},
-        "variants": results,
+        "variants": results, "sa_init_effect": sa_init_effect,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,16 +237,25 @@ def _markdown(report: dict) -> str:
              f"validation samples, popularity on the same samples.", "",
              f"    {report['command']}", "",
              "| variant | SA-Init | TS-Align | train examples | SFT steps | " + " | ".join(names)
-             + " | p (NDCG@10 vs full) | SFT min |",
+             + " | p (NDCG@10 vs full) | tokens/s |",
              "|---|---|---|---|---|" + "---|" * len(names) + "---|---|"]
     for name, r in report["variants"].items():
         p = r.get("wilcoxon_p_ndcg@10_vs_reference")
         lines.append(f"| {name} | {'yes' if r['sa_init'] else 'no'} | {'yes' if r['ts_align'] else 'no'} | "
                      f"{r['train_examples']} | {r['sft_steps']} | "
                      + " | ".join(f"{r['metrics'][n]:.4f}" for n in names)
-                     + f" | {'—' if p is None else f'{p:.3g}'} | {r['sft_seconds'] / 60:.1f} |")
-    lines.append("| popularity | | | | | " + " | ".join(f"{report['popularity'][n]:.4f}" for n in names) + " | | |")
-    lines += ["", f"Main-task samples per variant: {report['max_train_samples'] or 'as the run'}; history window "
+                     + f" | {'—' if p is None else f'{p:.3g}'} | {r['tokens_per_second']} |")
+    lines += ["| popularity | | | | | " + " | ".join(f"{report['popularity'][n]:.4f}" for n in names) + " | | |", ""]
+    for setting, e in report.get("sa_init_effect", {}).items():
+        lines.append(f"SA-Init vs random init {setting}: ΔNDCG@10 {e['delta_ndcg@10']:+.4f} "
+                     f"(paired Wilcoxon p {e['wilcoxon_p']:.3g}).")
+    if report.get("reference_sft"):
+        lines += ["", f"The {report['reference']} row is the SFT run `{report['reference_sft']}` (the same align "
+                      "data and SFT config), taken over from its last checkpoint rather than trained twice."]
+    lines += ["", "Random init = what `resize_token_embeddings` gives new rows (transformers' mean resizing: samples "
+                  "from a normal with the existing embeddings' mean and covariance); SA-Init = the mean of the "
+                  "token's keyword sub-token embeddings. Without TS-Align the training set is the main task only.",
+              "", f"Main-task samples per variant: {report['max_train_samples'] or 'as the run'}; history window "
                   f"{report['max_history']}. SFT overrides: {' '.join(report['sft_overrides']) or 'none'}.", "",
               "SFT config:", "", "```yaml", report["sft_config"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
