@@ -164,7 +164,7 @@ def lm_warmup(model, tokenizer, texts: list[str], epochs: float, batch_size: int
         opt_.step()
         sched.step()
         opt_.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         n_tokens += int(enc["attention_mask"].sum())
     tokenizer.padding_side = padding_side
     model.eval()
