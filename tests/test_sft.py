@@ -215,10 +215,10 @@ def test_accelerate_configs_load(name):
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_json_resolves_from_the_trainer_config(stage):
+def test_deepspeed_json_resolves_from_the_trainer_config(stage, request):
     """The "auto" values are filled from the SFTConfig (the single source of truth) and the result is a valid
     DeepSpeed config (DeepSpeed's own classes when it is installed: pip install -e ".[deepspeed]")."""
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
     from trl import SFTConfig
 
     path = DS_DIR / f"ds_zero{stage}.json"
@@ -228,13 +228,16 @@ def test_deepspeed_json_resolves_from_the_trainer_config(stage):
     args = SFTConfig(output_dir="unused", use_cpu=True, bf16=False, per_device_train_batch_size=8,
                      gradient_accumulation_steps=2, max_grad_norm=0.5, report_to="none")
     hf = HfTrainerDeepSpeedConfig(str(path))
+    # The object registers itself as transformers' process-wide DeepSpeed config: drop it when the test ends so
+    # later tests in this worker (generate() asks is_deepspeed_zero3_enabled()) never see it.
+    request.addfinalizer(unset_hf_deepspeed_config)
     hf.trainer_config_process(args)
     hf.trainer_config_finalize(args, _tiny_model(), num_training_steps=10)
     assert "auto" not in json.dumps(hf.config)
     assert hf.config["train_micro_batch_size_per_gpu"] == 8 and hf.config["gradient_accumulation_steps"] == 2
     assert hf.config["gradient_clipping"] == 0.5 and hf.config["bf16"]["enabled"] is False
     assert hf.is_zero3() == (stage == 3)
-    deepspeed = pytest.importorskip("deepspeed")
+    import deepspeed
     from deepspeed.runtime.config import DeepSpeedConfig
 
     ds = DeepSpeedConfig(hf.config)
