@@ -105,6 +105,7 @@ def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path
     summary = read_summary(full)
     assert summary["global_step"] == 3 and summary["tokens"] > 0 and summary["tokens_per_second"] > 0
     assert summary["loss_last"] < summary["loss_first"]
+    assert (summary["total_tokens"], summary["total_train_seconds"]) == (summary["tokens"], summary["train_seconds"])
     [val] = summary["validation"]
     assert val["step"] == 3 and 0.0 <= val["eval_ndcg@10"] <= val["eval_hr@10"] <= 1.0
     assert any("eval_hr@10" in r for r in json.loads((full / LOG_HISTORY_FILE).read_text()))
@@ -127,6 +128,11 @@ def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path
     assert resumed_summary["global_step"] == 3 and resumed_summary["resumed_from_step"] == 2
     assert resumed_summary["loss_first"] == summary["loss_first"]  # the history came back with the checkpoint
     assert [v["step"] for v in resumed_summary["validation"]] == [3]
+    # The cost of the whole run survives the resume: the checkpoint carried the earlier time and tokens.
+    earlier = json.loads((broken / "checkpoint-2" / "sidrec_progress.json").read_text())
+    assert 0 < earlier["tokens"] < summary["tokens"] and earlier["seconds"] > 0
+    assert resumed_summary["total_tokens"] == earlier["tokens"] + resumed_summary["tokens"] == summary["tokens"]
+    assert resumed_summary["total_train_seconds"] > resumed_summary["train_seconds"]
     a = AutoModelForCausalLM.from_pretrained(final).state_dict()
     b = AutoModelForCausalLM.from_pretrained(resumed).state_dict()
     for key in a:  # the resumed run ends where the uninterrupted one did

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sft_summary.json"
+PROGRESS_FILE = "sidrec_progress.json"
 LOG_HISTORY_FILE = "log_history.json"
 # SFTConfig fields that do not change what is trained (left out of the resume fingerprint).
 _VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "disable_tqdm",
@@ -244,20 +245,23 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         log.info("sft: resuming from %s", resume)
     out.mkdir(parents=True, exist_ok=True)
 
-    start_step = 0
+    start_step, earlier = 0, {"seconds": 0.0, "tokens": 0}
     if resume:
         checkpoint = Path(get_last_checkpoint(str(out)) if resume is True else resume)
         start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+        if (checkpoint / PROGRESS_FILE).is_file():
+            earlier = json.loads((checkpoint / PROGRESS_FILE).read_text())
     trainer, ranking, n_train = build_trainer(args, trainer_args)
     tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
         write_yaml(out / "config.yaml", fingerprint)
     started = time.perf_counter()
+    trainer.add_callback(_progress_callback(started, start_step, earlier))
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     final = _save_final(trainer, args, tokenizer, out)
     if trainer.accelerator.is_main_process:
-        summary = _summary(trainer, result, seconds, ranking, n_train, start_step)
+        summary = _summary(trainer, result, seconds, ranking, n_train, start_step, earlier)
         write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
         write_json(out / SUMMARY_FILE, summary)
         mark_stage_done(out, "sft", fingerprint)
@@ -267,12 +271,36 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     return final
 
 
-def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step: int = 0) -> dict[str, Any]:
+def _tokens_since(history: list[dict], start_step: int) -> int:
+    """Tokens this process trained on (TRL's ``num_tokens`` counter restarts with the process)."""
+    return int(max((r.get("num_tokens", 0) for r in history if r.get("step", 0) > start_step), default=0))
+
+
+def _progress_callback(started: float, start_step: int, earlier: dict[str, float]):
+    """A callback that stores the run's cumulative training time and tokens in every checkpoint it saves
+    (``sidrec_progress.json``), so the summary of a resumed run reports the whole run's cost, not only the
+    last process's."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                write_json(Path(args.output_dir) / f"checkpoint-{state.global_step}" / PROGRESS_FILE, {
+                    "seconds": round(earlier["seconds"] + time.perf_counter() - started, 1),
+                    "tokens": int(earlier["tokens"]) + _tokens_since(state.log_history, start_step)})
+
+    return ProgressCallback()
+
+
+def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step: int = 0,
+             earlier: dict[str, float] | None = None) -> dict[str, Any]:
     """What ``sft_summary.json`` holds. After a resume, ``log_history`` (restored from the checkpoint) still has
-    the earlier losses and validation results, while time and tokens count this process only (TRL's token
-    counter restarts with it), so tokens/s stays a true rate."""
+    the earlier losses and validation results; ``train_seconds``/``tokens`` count this process only (TRL's token
+    counter restarts with it), so tokens/s stays a true rate, and ``total_train_seconds``/``total_tokens`` add
+    what the checkpoint's earlier processes recorded."""
+    earlier = earlier or {"seconds": 0.0, "tokens": 0}
     history = trainer.state.log_history
-    tokens = max((r.get("num_tokens", 0) for r in history if r.get("step", 0) > start_step), default=0)
+    tokens = _tokens_since(history, start_step)
     losses = [r["loss"] for r in history if "loss" in r]
     validation = [{"step": r["step"], "epoch": r.get("epoch"),
                    **{k: v for k, v in r.items() if k.startswith("eval_") and ("@" in k or "ranking" in k)}}
@@ -283,6 +311,7 @@ def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step:
         "global_step": result.global_step, "train_examples": n_train, "resumed_from_step": start_step,
         "train_seconds": round(seconds, 1), "train_runtime": result.metrics.get("train_runtime"),
         "tokens": int(tokens), "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "total_train_seconds": round(earlier["seconds"] + seconds, 1), "total_tokens": int(earlier["tokens"]) + tokens,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "train_loss": result.metrics.get("train_loss"),
         "validation": validation,
