@@ -23,6 +23,22 @@ import yaml
 STAGE_DONE_FILE = "_stage.json"
 
 
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line_number, object)`` for every non-blank line of a JSON Lines file; a line that is not valid JSON raises
+    :class:`~sidrec.errors.InputError` naming the file and the line."""
+    from sidrec.errors import InputError
+
+    path = Path(path)
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"invalid JSON ({e.msg})", path, line_no) from None
+
+
 def _tmp_sibling(path: Path, is_dir: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.tmp-"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidrec.artifacts import atomic_path
+from sidrec.artifacts import atomic_path, read_jsonl
 from sidrec.errors import InputError
 
 
@@ -64,30 +64,23 @@ def read_predictions(path: str | Path) -> list[tuple[int, Prediction]]:
     if not path.is_file():
         raise InputError("predictions file not found", path)
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON ({e.msg})", path, line_no) from None
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", path, line_no)
-            for key, kind in (("sample_id", int), ("target", str), ("items", list)):
-                if key not in obj:
-                    raise InputError(f"missing required field '{key}'", path, line_no)
-                if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
-                    raise InputError(f"field '{key}' must be {kind.__name__}", path, line_no)
-            items = [str(i) for i in obj["items"]]
-            if len(set(items)) != len(items):
-                dup = next(i for i in items if items.count(i) > 1)
-                raise InputError(f"item {dup!r} appears more than once in 'items'", path, line_no)
-            scores = obj.get("scores")
-            if scores is not None and len(scores) != len(items):
-                raise InputError(f"'scores' has {len(scores)} values for {len(items)} items", path, line_no)
-            out.append((line_no, Prediction(obj["sample_id"], str(obj.get("user_id", "")), obj["target"], items,
-                                            scores)))
+    for line_no, obj in read_jsonl(path):
+        if not isinstance(obj, dict):
+            raise InputError("expected a JSON object", path, line_no)
+        for key, kind in (("sample_id", int), ("target", str), ("items", list)):
+            if key not in obj:
+                raise InputError(f"missing required field '{key}'", path, line_no)
+            if not isinstance(obj[key], kind) or isinstance(obj[key], bool):
+                raise InputError(f"field '{key}' must be {kind.__name__}", path, line_no)
+        items = [str(i) for i in obj["items"]]
+        if len(set(items)) != len(items):
+            dup = next(i for i in items if items.count(i) > 1)
+            raise InputError(f"item {dup!r} appears more than once in 'items'", path, line_no)
+        scores = obj.get("scores")
+        if scores is not None and len(scores) != len(items):
+            raise InputError(f"'scores' has {len(scores)} values for {len(items)} items", path, line_no)
+        out.append((line_no, Prediction(obj["sample_id"], str(obj.get("user_id", "")), obj["target"], items,
+                                        scores)))
     if not out:
         raise InputError("no predictions (empty file)", path)
     return out

@@ -239,3 +239,28 @@ def test_config_problems_are_collected():
                                             "student_holdout": 0.95})
     msg = str(e.value)
     assert "teacher_model" in msg and "colour" in msg and "student_holdout" in msg
+
+
+def test_sensory_jsonl_reader_takes_both_layouts_and_names_a_bad_line(tmp_path):
+    """One reader serves the align keywords, explanations and the text stage: attribute maps and pair lists both
+    load, and a broken line is reported with its file and line number."""
+    from sidrec.align.keywords import load_sensory_values
+    from sidrec.errors import InputError
+    from sidrec.eval.explain import load_sensory
+    from sidrec.semantics.extract import read_sensory_jsonl
+
+    path = tmp_path / "sensory.jsonl"
+    path.write_text(json.dumps({"item_id": "a", "attributes": {"scent": ["vanilla", "rose"], "color": "red"}}) + "\n\n"
+                    + json.dumps({"item_id": 7, "pairs": [["texture", "silky"], ["bad"]]}) + "\n")
+    assert read_sensory_jsonl(path) == {"a": {"scent": ["vanilla", "rose"], "color": ["red"]},
+                                        "7": {"texture": ["silky"]}}
+    assert load_sensory(path) == read_sensory_jsonl(path)
+    assert load_sensory_values(tmp_path) == {"a": ["vanilla", "rose", "red"], "7": ["silky"]}
+    assert load_sensory(tmp_path / "absent.jsonl") == {} and load_sensory_values(tmp_path / "nowhere") == {}
+
+    path.write_text(json.dumps({"item_id": "a", "attributes": {}}) + "\n{not json\n")
+    with pytest.raises(InputError, match=r"sensory\.jsonl:2: invalid JSON"):
+        read_sensory_jsonl(path)
+    path.write_text(json.dumps({"attributes": {}}) + "\n")
+    with pytest.raises(InputError, match="item_id"):
+        load_sensory(path)

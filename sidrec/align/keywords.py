@@ -64,25 +64,10 @@ def load_sensory_values(semantics_dir: str | Path | None) -> dict[str, list[str]
     path = Path(semantics_dir) / "sensory.jsonl"
     if not path.is_file():
         return {}
-    out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON ({e.msg})", path, line_no) from None
-            values: list[str] = []
-            attrs = obj.get("attributes") or {}
-            if isinstance(attrs, Mapping):
-                for v in attrs.values():
-                    values += [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
-            for pair in obj.get("pairs") or []:
-                if isinstance(pair, (list, tuple)) and len(pair) == 2:
-                    values.append(str(pair[1]))
-            out[str(obj.get("item_id"))] = values
-    return out
+    from sidrec.semantics.extract import read_sensory_jsonl
+
+    return {item: [v for values in attrs.values() for v in values]
+            for item, attrs in read_sensory_jsonl(path).items()}
 
 
 def item_documents(items, sid_table: SidTable, sensory: Mapping[str, Sequence[str]] | None = None

@@ -19,21 +19,9 @@ from sidrec.predictions import read_predictions
 
 def load_sensory(path: Path) -> dict[str, dict[str, list[str]]]:
     """``item_id -> {facet: [values]}`` from sensory.jsonl (empty when the file is absent)."""
-    out: dict[str, dict[str, list[str]]] = {}
-    if not path.is_file():
-        return out
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON ({e.msg})", path, line_no) from None
-            attrs = obj.get("attributes") or {}
-            out[str(obj["item_id"])] = {f: [str(x) for x in (v if isinstance(v, list) else [v])]
-                                        for f, v in attrs.items()} if isinstance(attrs, Mapping) else {}
-    return out
+    from sidrec.semantics.extract import read_sensory_jsonl
+
+    return read_sensory_jsonl(path) if path.is_file() else {}
 
 
 def token_keywords(path: Path) -> dict[str, list[str]]:

@@ -19,6 +19,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.lexicon import (
@@ -37,6 +38,29 @@ CUED_WEIGHT = 2.0
 BARE_WEIGHT = 1.0
 
 Attributes = dict[str, list[str]]  # facet -> values, best first
+
+
+def read_sensory_jsonl(path: str | Path) -> dict[str, Attributes]:
+    """``item_id -> {facet: [values]}`` from a sensory.jsonl file: lines ``{"item_id", "attributes": {facet:
+    [values] | value}}`` (what the semantics stage writes) or ``{"item_id", "pairs": [[facet, value], ...]}``.
+    Invalid JSON or a line without ``item_id`` raises an InputError naming the file and line."""
+    from sidrec.artifacts import read_jsonl
+    from sidrec.errors import InputError
+
+    out: dict[str, Attributes] = {}
+    for line_no, obj in read_jsonl(path):
+        if not isinstance(obj, dict) or "item_id" not in obj:
+            raise InputError("expected a JSON object with 'item_id'", path, line_no)
+        attrs: Attributes = {}
+        raw = obj.get("attributes") or {}
+        if isinstance(raw, dict):
+            for facet, v in raw.items():
+                attrs[str(facet)] = [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+        for pair in obj.get("pairs") or []:
+            if isinstance(pair, (list, tuple)) and len(pair) == 2:
+                attrs.setdefault(str(pair[0]), []).append(str(pair[1]))
+        out[str(obj["item_id"])] = attrs
+    return out
 
 
 @dataclass(frozen=True)

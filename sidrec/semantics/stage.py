@@ -31,7 +31,7 @@ import numpy as np
 from sidrec.artifacts import atomic_path, config_hash, mark_stage_done, stage_is_done, write_json, write_text
 from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
-from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor
+from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
 from sidrec.semantics.text import TEXT_FIELDS, item_text, load_text_encoder
 
 log = logging.getLogger(__name__)
@@ -347,8 +347,7 @@ def read_sensory(folder: str | Path) -> dict[str, Attributes]:
 
         raise InputError("sensory.jsonl missing: run `sidrec semantics sensory` first (text_fields has 'sensory')",
                          path)
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["item_id"]: r["attributes"] for r in rows}
+    return read_sensory_jsonl(path)
 
 
 def _run_text(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
