@@ -28,13 +28,15 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sidrec.artifacts import mark_stage_done, stage_is_done, to_plain, write_json, write_yaml
+from sidrec.artifacts import mark_stage_done, stage_is_done, write_json, write_yaml
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
+from sidrec.train import options as options_mod
+from sidrec.train.options import parse_command_line
 from sidrec.train.rewards import REWARD_NAMES
 
 if TYPE_CHECKING:
@@ -46,10 +48,6 @@ log = logging.getLogger(__name__)
 
 CURVES_FILE = "train_curves.json"
 VALID_METRICS_FILE = "valid_metrics.json"
-# GRPOConfig fields that do not change what is trained (left out of the resume fingerprint).
-_VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "disable_tqdm",
-                            "report_to", "push_to_hub", "hub_token", "run_name", "logging_steps",
-                            "dataloader_num_workers", "local_rank", "deepspeed", "use_cpu")
 
 
 @dataclass
@@ -116,15 +114,7 @@ def make_parser():
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[GrpoArgs, GRPOConfig]:
     """Parse ``argv`` (default ``sys.argv[1:]``) into validated (GrpoArgs, GRPOConfig); raises ConfigError."""
-    parser = make_parser()
-    try:
-        args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
-    except ValueError as e:  # TrlParser: unknown YAML keys; GRPOConfig.__post_init__: inconsistent options
-        raise ConfigError([str(e)]) from None
-    problems = args.problems(trainer)
-    if problems:
-        raise ConfigError(problems)
-    return args, trainer
+    return parse_command_line(make_parser(), argv)
 
 
 # ---------------------------------------------------------------------------------------------------- rollouts
@@ -348,12 +338,6 @@ def validation_ndcg(model, tokenizer, sid_table: SidTable, data_dir: str | Path,
 
 
 # ---------------------------------------------------------------------------------------------------- stage
-def _fingerprint(args: GrpoArgs, trainer: GRPOConfig) -> dict[str, Any]:
-    """What the resume / skip check compares: every option that changes the trained model."""
-    trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in _VOLATILE_TRAINER_FIELDS}
-    return {"grpo": to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
-
-
 def _check_tokenizer(tokenizer, sid_table: SidTable, where: str) -> None:
     """Fail early when SID tokens would not survive TRL's ``batch_decode(skip_special_tokens=True)``."""
     first = sid_table.item_sid_string(sid_table.item_ids[0])
@@ -377,7 +361,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
         raise ConfigError(problems)
     out = Path(trainer_args.output_dir)
     final = out / "final"
-    fingerprint = _fingerprint(args, trainer_args)
+    fingerprint = options_mod.fingerprint("grpo", args, trainer_args)
     if not args.force and final.is_dir() and stage_is_done(out, fingerprint):
         log.info("grpo: %s holds a finished run with the same options: skipped (force to redo)", final)
         return final
@@ -478,30 +462,10 @@ def run_grpo_from_dict(options: Mapping[str, Any], *, model_dir: str | Path, ali
     ``data``, ``sids`` and ``output_dir``; ``max_history`` defaults to the align stage's (``align/stats.json``) so
     GRPO prompts look like the SFT prompts. Without CUDA the trainer runs on CPU in float32.
     """
-    import yaml
-
-    merged: dict[str, Any] = {}
-    options = dict(options)
-    config_file = options.pop("config_file", None)
-    if config_file:
-        try:
-            merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
-        except FileNotFoundError:
-            raise ConfigError([f"config_file not found: {config_file}"]) from None
-    merged.update(options)
-    merged.update(sft_model=str(model_dir), data=str(data_dir), sids=str(sids_dir), output_dir=str(output_dir))
     stats = Path(align_dir) / "stats.json" if align_dir else None
-    if merged.get("max_history") is None and stats is not None and stats.is_file():
-        merged["max_history"] = json.loads(stats.read_text()).get("max_history")
-    import torch
-
-    if not torch.cuda.is_available():
-        merged.setdefault("use_cpu", True)
-        merged["bf16"] = merged["fp16"] = False
-    try:
-        args, trainer_args = make_parser().parse_dict(merged, allow_extra_keys=False)
-    except (ValueError, TypeError) as e:  # unknown keys, or GRPOConfig.__post_init__ refusing a combination
-        raise ConfigError([str(e)], str(config_file) if config_file else "grpo section") from None
+    defaults = {"max_history": json.loads(stats.read_text()).get("max_history")} if stats and stats.is_file() else {}
+    fixed = {"sft_model": str(model_dir), "data": str(data_dir), "sids": str(sids_dir), "output_dir": str(output_dir)}
+    args, trainer_args = options_mod.parse_section(make_parser(), options, fixed, "grpo", defaults)
     return run_grpo(args, trainer_args)
 
 

@@ -24,13 +24,15 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidrec.artifacts import mark_stage_done, stage_is_done, to_plain, write_json, write_yaml
+from sidrec.artifacts import mark_stage_done, stage_is_done, write_json, write_yaml
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
+from sidrec.train import options as options_mod
+from sidrec.train.options import parse_command_line
 
 if TYPE_CHECKING:
     from trl import SFTConfig
@@ -40,10 +42,6 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "sft_summary.json"
 PROGRESS_FILE = "sidrec_progress.json"
 LOG_HISTORY_FILE = "log_history.json"
-# SFTConfig fields that do not change what is trained (left out of the resume fingerprint).
-_VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "disable_tqdm",
-                            "report_to", "push_to_hub", "hub_token", "run_name", "logging_steps",
-                            "dataloader_num_workers", "local_rank", "deepspeed", "use_cpu")
 
 
 @dataclass
@@ -97,21 +95,7 @@ def make_parser():
 def parse_args(argv: Sequence[str] | None = None) -> tuple[SftArgs, SFTConfig]:
     """Parse ``argv`` (default ``sys.argv[1:]``) into validated (SftArgs, SFTConfig); an unknown YAML key or flag
     is an error (raises :class:`ConfigError`)."""
-    parser = make_parser()
-    try:
-        args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
-    except ValueError as e:  # TrlParser: unknown YAML keys; SFTConfig.__post_init__: inconsistent options
-        raise ConfigError([str(e)]) from None
-    problems = args.problems(trainer)
-    if problems:
-        raise ConfigError(problems)
-    return args, trainer
-
-
-def _fingerprint(args: SftArgs, trainer: SFTConfig) -> dict[str, Any]:
-    """What the skip check compares: every option that changes the trained model."""
-    trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in _VOLATILE_TRAINER_FIELDS}
-    return {"sft": to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
+    return parse_command_line(make_parser(), argv)
 
 
 def peft_config(args: SftArgs, tied_embeddings: bool = False):
@@ -221,7 +205,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         raise ConfigError(problems)
     out = Path(trainer_args.output_dir)
     final = out / "final"
-    fingerprint = _fingerprint(args, trainer_args)
+    fingerprint = options_mod.fingerprint("sft", args, trainer_args)
     if not args.force and final.is_dir() and stage_is_done(out, fingerprint):
         log.info("sft: %s holds a finished run with the same options: skipped (force to redo)", final)
         return final
@@ -354,27 +338,6 @@ def run_sft_from_dict(options: dict[str, Any], *, align_dir: str | Path, output_
     ``output_dir`` (``data_dir`` / ``sids_dir`` are accepted for symmetry with GRPO: the align stage already holds
     both). Without CUDA the trainer runs on CPU in float32.
     """
-    import torch
-    import yaml
-
-    merged: dict[str, Any] = {}
-    options = dict(options)
-    config_file = options.pop("config_file", None)
-    if config_file:
-        try:
-            merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
-        except FileNotFoundError:
-            raise ConfigError([f"config_file not found: {config_file}"]) from None
-    merged.update(options)
-    merged.update(align_dir=str(align_dir), output_dir=str(output_dir))
-    if not torch.cuda.is_available():
-        merged.setdefault("use_cpu", True)
-        merged["bf16"] = merged["fp16"] = False
-    try:
-        args, trainer_args = make_parser().parse_dict(merged, allow_extra_keys=False)
-    except (ValueError, TypeError) as e:  # unknown keys, or SFTConfig.__post_init__ refusing a combination
-        raise ConfigError([str(e)], str(config_file) if config_file else "sft section") from None
-    problems = args.problems(trainer_args)
-    if problems:
-        raise ConfigError(problems, str(config_file) if config_file else "sft section")
+    args, trainer_args = options_mod.parse_section(
+        make_parser(), options, {"align_dir": str(align_dir), "output_dir": str(output_dir)}, "sft")
     return run_sft(args, trainer_args)

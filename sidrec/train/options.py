@@ -1,0 +1,74 @@
+"""Options of the TRL-backed stages (SFT, GRPO): one way to read a YAML file plus flags, or a pipeline config
+section, into sidrec's own dataclass and TRL's config, and the fingerprint that decides whether a run is redone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sidrec.artifacts import to_plain
+from sidrec.errors import ConfigError
+
+# Trainer config fields that do not change what is trained (left out of the resume fingerprint).
+VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_output_dir", "disable_tqdm",
+                           "report_to", "push_to_hub", "hub_token", "run_name", "logging_steps",
+                           "dataloader_num_workers", "local_rank", "deepspeed", "use_cpu")
+
+
+def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[Any, Any]:
+    """``--config file.yaml`` plus flags through a ``TrlParser`` over (sidrec dataclass, TRL config); unknown keys
+    and inconsistent options raise :class:`ConfigError`."""
+    try:
+        args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    except ValueError as e:  # TrlParser: unknown YAML keys; the TRL config's __post_init__: inconsistent options
+        raise ConfigError([str(e)]) from None
+    problems = args.problems(trainer)
+    if problems:
+        raise ConfigError(problems)
+    return args, trainer
+
+
+def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], section: str,
+                  defaults: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+    """A pipeline config section -> (sidrec dataclass, TRL config).
+
+    ``options`` holds keys of both; ``config_file`` (optional) names a YAML file of the same keys that ``options``
+    override. ``fixed`` (the run directory's paths) overrides both; ``defaults`` fill keys still unset or null.
+    Without CUDA the trainer runs on CPU in float32.
+    """
+    import torch
+    import yaml
+
+    options = dict(options)
+    config_file = options.pop("config_file", None)
+    where = str(config_file) if config_file else f"{section} section"
+    merged: dict[str, Any] = {}
+    if config_file:
+        try:
+            merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError([f"config_file not found: {config_file}"]) from None
+    merged.update(options)
+    merged.update(fixed)
+    for key, value in (defaults or {}).items():
+        if merged.get(key) is None:
+            merged[key] = value
+    if not torch.cuda.is_available():
+        merged.setdefault("use_cpu", True)
+        merged["bf16"] = merged["fp16"] = False
+    try:
+        args, trainer = parser.parse_dict(merged, allow_extra_keys=False)
+    except (ValueError, TypeError) as e:  # unknown keys, or the TRL config's __post_init__ refusing a combination
+        raise ConfigError([str(e)], where) from None
+    problems = args.problems(trainer)
+    if problems:
+        raise ConfigError(problems, where)
+    return args, trainer
+
+
+def fingerprint(stage: str, args: Any, trainer: Any) -> dict[str, Any]:
+    """What the skip / resume check compares: every option that changes the trained model."""
+    trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in VOLATILE_TRAINER_FIELDS}
+    return {stage: to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
