@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 MODELS = ("sasrec", "bert4rec", "bsarec", "gru4rec")
@@ -199,23 +196,10 @@ def aggregate(records: list[dict]) -> list[dict]:
 
 
 def environment(args) -> dict:
-    import torch
+    from sidrec.benchmark import environment as env
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "sidrec/baselines", "scripts",
-                                 "configs/baselines"], capture_output=True, text=True).stdout.strip())
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"device": args.device if args.device != "cpu" else f"CPU ({cpu}), {args.threads} torch thread(s)",
-            "torch": torch.__version__, "commit": commit + ("+dirty" if dirty else ""),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python " + " ".join(sys.argv)}
+    out = env(args.device, dirty_paths=("sidrec/baselines", "scripts", "configs/baselines"))
+    return out | {"command": "python " + " ".join(sys.argv)}
 
 
 def fmt(stat: dict, digits: int = 4) -> str:

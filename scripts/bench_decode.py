@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 SHAPES = {
@@ -154,14 +151,9 @@ def main(args: argparse.Namespace) -> dict:
                 if other in by:
                     entry[f"torch_over_{other}"] = round(by["torch"]["users_per_s"] / by[other]["users_per_s"], 2)
         summary.append(entry)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
-    report = {"benchmark": "decode", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "commit": commit, "device": device_name, "torch": torch.__version__,
+    from sidrec.benchmark import environment
+
+    report = {"benchmark": "decode", **environment(str(device)),
               "config": {**vars(args), "dtype": str(dtype), "model_params": sum(p.numel() for p in model.parameters()),
                          "prompt_tokens_mean": float(np.mean(prompt_lengths)), "n_items": len(table.item_ids)},
               "prefill_floor": {"seconds": round(prefill_s, 4), "users_per_s": round(floor, 2)},

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -96,7 +93,6 @@ def _score(model_dir: Path, run: Path, args, max_history):
 
 def main(args: argparse.Namespace) -> dict:
     import numpy as np
-    import torch
     from scipy.stats import wilcoxon
 
     from sidrec.eval.metrics import per_sample_metrics, summarize
@@ -153,17 +149,10 @@ def main(args: argparse.Namespace) -> dict:
         print(f"seed {seed}: NDCG@10 sft {metrics['sft']['NDCG@10']:.4f} -> grpo {metrics['grpo']['NDCG@10']:.4f} "
               f"(p={p_value:.3g}), GRPO {grpo_minutes:.1f} min", flush=True)
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True).stdout.strip())
-    except OSError:
-        commit, dirty = "", False
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    from sidrec.benchmark import environment
+
     report = {
-        "benchmark": "grpo_vs_sft", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit + ("+dirty" if dirty else ""), "device": device, "torch": torch.__version__,
+        "benchmark": "grpo_vs_sft", **environment(),
         "command": "python scripts/bench_grpo.py " + shlex.join(sys.argv[1:]),
         "run": str(run), "split": args.split, "ks": list(ks), "beams": args.beams,
         "sft_config": Path(args.sft_config).read_text() if not args.sft_model else f"given: {args.sft_model}",

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 KS = (3, 5, 10)
@@ -135,18 +132,9 @@ def _prediction_ranks(path: Path, samples):
 
 
 def _environment() -> dict:
-    import torch
+    from sidrec.benchmark import environment
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True).stdout.strip())
-    except OSError:
-        commit, dirty = "", False
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit + ("+dirty" if dirty else ""), "device": device, "torch": torch.__version__}
+    return environment()
 
 
 def main(args: argparse.Namespace) -> dict:

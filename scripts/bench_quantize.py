@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -33,6 +32,8 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from sidrec.benchmark import cpu_name, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "semantics", "quantize", "rq-kmeans")
@@ -81,25 +82,7 @@ def run_stage(name: str, cli_args: list[str]) -> dict:
     print(proc.stdout[-1500:])
     return {"command": "OMP_NUM_THREADS=1 sidrec " + shlex.join(cli_args), "wall_s": round(wall, 1),
             "cpu_s": round(cpu, 1), "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit()}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=ROOT).stdout.strip()
-    except OSError:
-        return ""
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(None)}
 
 
 # ---- statistics ------------------------------------------------------------------------------------------------------
@@ -215,8 +198,8 @@ def report(args: argparse.Namespace, timings: dict) -> dict:
     sem_stats = json.loads((run / "semantics" / "stats.json").read_text())
     result = {
         "benchmark": "quantize_industrial", "dataset": args.dataset,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": _commit(),
-        "device": f"CPU ({_cpu_name()}), {os.cpu_count()} cores shared with other jobs; stages on 1 thread",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(None),
+        "device": f"CPU ({cpu_name()}), {os.cpu_count()} cores shared with other jobs; stages on 1 thread",
         "torch": torch.__version__,
         "command": "python scripts/bench_quantize.py " + shlex.join(sys.argv[1:]),
         "configs": {"semantics": args.semantics_config, "quantize": args.quantize_config,

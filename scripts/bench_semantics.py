@@ -22,7 +22,6 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,9 +106,9 @@ def main(args: argparse.Namespace) -> dict:
             summary[f"{who}.{metric}"] = {"mean": float(np.mean(vals)), "min": float(np.min(vals))} if vals else None
     passed = {who: all(r[who]["facet_accuracy"] >= FACET_ACC_MIN and r[who]["value_f1"] >= VALUE_F1_MIN
                        for r in runs) for who in ("teacher", "student_all", "student_holdout")}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    result = {"benchmark": "semantics_acceptance", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "commit": commit, "device": f"CPU, {os.cpu_count()} cores shared with other jobs, 1 thread",
+    from sidrec.benchmark import environment
+
+    result = {"benchmark": "semantics_acceptance", **environment(),
               "command": "python scripts/bench_semantics.py " + shlex.join(sys.argv[1:]),
               "config": args.config, "synthetic": {"n_users": args.n_users, "n_items": args.n_items, "runs": runs,
                                                    "summary": summary, "passed": passed,

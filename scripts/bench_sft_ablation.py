@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 VARIANTS = {  # name -> (sa_init, ts_align)
@@ -131,18 +128,9 @@ def _popularity_ranks(run: Path, limit: int) -> list[int]:
 
 
 def _environment() -> dict:
-    import torch
+    from sidrec.benchmark import environment
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True).stdout.strip())
-    except OSError:
-        commit, dirty = "", False
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit + ("+dirty" if dirty else ""), "device": device, "torch": torch.__version__}
+    return environment()
 
 
 def main(args: argparse.Namespace) -> dict:
