@@ -13,6 +13,8 @@ logits) and retrieval-augmented self-distillation towards semantically similar u
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +23,7 @@ from sidrec.baselines.backbones import MASKED, build_encoder, init_weights
 from sidrec.baselines.sequences import PAD
 
 
-class SequentialRecommender(nn.Module):
+class SequentialRecommender(nn.Module, ABC):
     """Shared loss and ranking logic. Subclasses define ``item_table()`` and ``encode(seq, table)``."""
 
     def __init__(self, n_items: int, max_len: int, cloze: bool, loss: str = "ce", num_negatives: int = 100):
@@ -33,13 +35,14 @@ class SequentialRecommender(nn.Module):
         # attention with key masking and for the GRU; not for BSARec, whose FFT spans the whole padded window.
         self.trim_padding = False
 
-    # -- to implement -------------------------------------------------------------------------------------
-    def item_table(self) -> torch.Tensor:  # (n_items + 1, D)
-        raise NotImplementedError
+    # -- what subclasses define ----------------------------------------------------------------------------
+    @abstractmethod
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 1, D) item representations, row 0 = padding (input embeddings and tied output layer)."""
 
+    @abstractmethod
     def encode(self, seq: torch.Tensor, table: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """(b, L) item indices -> (b, L, D) hidden states; ``offset`` = padding columns trimmed on the left."""
-        raise NotImplementedError
 
     def trim(self, seq: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Drop leading columns that are padding in every row (when ``trim_padding``); returns the offset too."""
