@@ -16,7 +16,6 @@ GPU (random-init Qwen2.5-0.5B shape, bf16; the acceptance setting of issue 4):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -159,10 +158,10 @@ def main(args: argparse.Namespace) -> dict:
               "prefill_floor": {"seconds": round(prefill_s, 4), "users_per_s": round(floor, 2)},
               "results": rows, "summary": summary}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"decode_{device.type}_{args.model_shape}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(_markdown(report))
+    from sidrec.benchmark import write_report
+
+    write_report(out, stem, report, _markdown(report))
     print(_markdown(report))
     return report
 

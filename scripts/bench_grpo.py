@@ -164,9 +164,9 @@ def main(args: argparse.Namespace) -> dict:
         "improved_every_seed": all(s["delta_ndcg@10"] > 0 for s in seeds),
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"grpo_{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"grpo_{args.name}.md").write_text(_markdown(report))
+    from sidrec.benchmark import write_report
+
+    write_report(out, f"grpo_{args.name}", report, _markdown(report))
     print(_markdown(report))
     return report
 

@@ -141,7 +141,6 @@ def main(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from sidrec.align import AlignConfig, init_tiny_model, run_align
-    from sidrec.artifacts import write_json
     from sidrec.data import load_data
     from sidrec.eval.metrics import per_sample_metrics, summarize
     from sidrec.train import grpo, sft
@@ -227,9 +226,9 @@ def main(args: argparse.Namespace) -> dict:
         report["grpo_vs_sft"] = {"delta_ndcg@10": float(diff.mean()),
                                  "wilcoxon_p": float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"llm_{args.name}.json", report)
-    (out / f"llm_{args.name}.md").write_text(_markdown(report))
+    from sidrec.benchmark import write_report
+
+    write_report(out, f"llm_{args.name}", report, _markdown(report))
     print(_markdown(report))
     return report
 

@@ -33,7 +33,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sidrec.benchmark import cpu_name, git_commit
+from sidrec.benchmark import cpu_name, git_commit, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "semantics", "quantize", "rq-kmeans")
@@ -210,9 +210,7 @@ def report(args: argparse.Namespace, timings: dict) -> dict:
         "systems": systems,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quantize_industrial.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "quantize_industrial.md").write_text(markdown(result))
+    write_report(out, "quantize_industrial", result, markdown(result))
     return result
 
 

@@ -117,9 +117,9 @@ def main(args: argparse.Namespace) -> dict:
     if args.industrial:
         result["industrial"] = industrial(Path(args.industrial), args.examples)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "semantics_acceptance.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    (out / "semantics_acceptance.md").write_text(markdown(result))
+    from sidrec.benchmark import write_report
+
+    write_report(out, "semantics_acceptance", result, markdown(result))
     print(markdown(result))
     return result
 

@@ -210,9 +210,9 @@ def main(args: argparse.Namespace) -> dict:
         "variants": results, "sa_init_effect": sa_init_effect,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"sft_ablation_{args.name}.json", report)
-    (out / f"sft_ablation_{args.name}.md").write_text(_markdown(report))
+    from sidrec.benchmark import write_report
+
+    write_report(out, f"sft_ablation_{args.name}", report, _markdown(report))
     print(_markdown(report))
     return report
 

@@ -52,3 +52,13 @@ def environment(device: str | None = None, dirty_paths: tuple[str, ...] | None =
 
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(dirty_paths),
             "device": device_name(device), "torch": torch.__version__}
+
+
+def write_report(out_dir: str | Path, stem: str, report: dict, markdown: str) -> None:
+    """``<out_dir>/<stem>.json`` and ``<stem>.md``, each written atomically (an interrupted write leaves the old
+    result in place)."""
+    from sidrec.artifacts import write_json, write_text
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_json(Path(out_dir) / f"{stem}.json", report)
+    write_text(Path(out_dir) / f"{stem}.md", markdown)
