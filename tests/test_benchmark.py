@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import subprocess
 from datetime import datetime
 
@@ -30,3 +31,53 @@ def test_write_report_writes_json_and_markdown(tmp_path):
     assert json.loads((tmp_path / "results" / "bench_x.json").read_text()) == {"HR@10": 0.5, "device": "CPU é"}
     assert (tmp_path / "results" / "bench_x.md").read_text() == "# bench x\n"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["bench_x.json", "bench_x.md"]
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
+    """bench_pipeline: an ablation reuses the main run's outputs exactly where its options match, never more."""
+    import json
+
+    import yaml
+
+    from sidrec.pipeline import stage_hashes
+
+    bench = _load_script("bench_pipeline")
+    config = tmp_path / "cfg.yaml"
+    main_root = tmp_path / "run"
+    config.write_text(yaml.safe_dump({"run_dir": str(main_root), "data": {"source": "synthetic"},
+                                      "quantize": {"levels": 2}, "model": {"tiny": {"hidden_size": 32}},
+                                      "align": {"sa_init": True}, "grpo": {"enabled": True}}))
+    args = bench.make_parser().parse_args(["--config", str(config), "--set", "sft.num_train_epochs=1"])
+    main_cfg, root = bench.variant_config(args, "full")
+    assert root == main_root and main_cfg.sft == {"num_train_epochs": 1} and main_cfg.grpo["enabled"] is True
+    hashes = stage_hashes(main_cfg)
+    for stage, folder in bench.SHARED:
+        (main_root / folder).mkdir(parents=True)
+        (main_root / ".pipeline").mkdir(exist_ok=True)
+        (main_root / ".pipeline" / f"{stage}.json").write_text(json.dumps({"stage": stage, "hash": hashes[stage]}))
+    (main_root / "model").mkdir()
+
+    text, _ = bench.variant_config(args, "text_sids")
+    assert text.run_dir == str(main_root / "ablations" / "text_sids")
+    assert text.quantize == {"levels": 2, "embedding": "text"} and text.grpo["enabled"] is False
+    bench.link_shared(main_cfg, text)
+    var = Path(text.run_dir)
+    assert (var / "data").is_symlink() and (var / "semantics").is_symlink() and (var / "model").is_symlink()
+    assert not (var / "sids").exists() and not (var / ".pipeline" / "quantize.json").exists()
+
+    no_init, _ = bench.variant_config(args, "no_sa_init")
+    assert no_init.align == {"sa_init": False} and no_init.sft == {"num_train_epochs": 1}
+    bench.link_shared(main_cfg, no_init)
+    var = Path(no_init.run_dir)
+    assert (var / "sids").resolve() == (main_root / "sids").resolve()
+    assert json.loads((var / ".pipeline" / "quantize.json").read_text())["hash"] == stage_hashes(no_init)["quantize"]
+    assert stage_hashes(no_init)["align"] != hashes["align"]

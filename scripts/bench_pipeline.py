@@ -1,0 +1,324 @@
+"""Benchmark one dataset end to end: the generative pipeline and its ablations beside the baselines, in one table.
+
+The pipeline config (e.g. ``configs/scientific.yaml``) is run as written (``full``: SFT, then GRPO) and once per
+ablation, each changing one thing from it and stopping after SFT:
+
+    full         the config as written; gives the rows "SFT+GRPO" and "SFT" (the GRPO on/off ablation)
+    text_sids    SIDs quantized from the text embedding alone (no sensory part): the SID-source ablation
+    no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
+    no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
+
+Ablation runs live in ``RUN/ablations/<name>`` and share the main run's data, semantics, SIDs and base model
+through symlinks wherever their options are unchanged, so only what differs is recomputed. Every stage is
+resumable (``sidrec pipeline`` markers, trainer checkpoints), so the script can be re-run until it finishes, and
+variants can run in separate processes (one per core) after ``full`` has built the base model.
+
+The report scores every generative model and every baseline prediction file found under ``--baselines-work``
+(``scripts/bench_baselines.py --work``) with the one evaluator: HR/NDCG@5/10/20 over all items, HR@10 and
+NDCG@10 for head/tail items and users, the means over the baseline seeds, and the ratio of the generative HR@10 to
+SASRec's. Items are scored by item id (each prediction names item ids; the SID table is checked to be one-to-one).
+
+Scientific (issue 10), CPU:
+    sidrec pipeline --config configs/scientific.yaml --until quantize
+    python scripts/bench_baselines.py --data runs/scientific/data --semantics runs/scientific/semantics \\
+        --config-dir configs/baselines/scientific --work runs/scientific/bench --fusions id asegr llmesr \\
+        --seeds 0 --ks 5 10 20 --results benchmarks/results/baselines_scientific
+    python scripts/bench_pipeline.py --config configs/scientific.yaml --variants full          # then, in parallel:
+    python scripts/bench_pipeline.py --config configs/scientific.yaml --variants text_sids no_sa_init no_ts_align
+    python scripts/bench_pipeline.py --config configs/scientific.yaml --report-only --name scientific \\
+        --baselines-work runs/scientific/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+KS = (5, 10, 20)
+GROUPS = ("head_items", "tail_items", "head_users", "tail_users")
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "text_sids": {"quantize.embedding": "text", "grpo.enabled": False},
+    "no_sa_init": {"align.sa_init": False, "grpo.enabled": False},
+    "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
+}
+LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
+          "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
+          "no_ts_align/sft": "generative: SFT, no TS-Align"}
+SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
+
+log = logging.getLogger("bench_pipeline")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="pipeline YAML (e.g. configs/scientific.yaml)")
+    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                   help="overrides for every variant, e.g. sft.num_train_epochs=2 model.tiny.hidden_size=128")
+    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="variants to train (finished ones are skipped)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; score what exists")
+    p.add_argument("--no-report", action="store_true", help="train only")
+    p.add_argument("--baselines-work", default=None,
+                   help="scripts/bench_baselines.py --work folder: its predictions are scored beside the LLM")
+    p.add_argument("--name", default=None, help="results stem: pipeline_<name> (default: the config's stem)")
+    p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SystemExit(f"--set {dotted}: {key} is not a section")
+    node[leaf] = value
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def variant_config(args, name: str):
+    """The PipelineConfig of one variant (the main run's for ``full``)."""
+    import yaml
+
+    from sidrec.config import resolve
+    from sidrec.pipeline import PipelineConfig
+
+    raw = yaml.safe_load(Path(args.config).read_text())
+    tree = copy.deepcopy(raw)
+    for key, value in {**parse_sets(args.set), **VARIANTS[name]}.items():
+        _set(tree, key, value)
+    main_root = Path(tree.get("run_dir", "runs/demo"))
+    if name != "full":
+        tree["run_dir"] = str(main_root / "ablations" / name)
+    return resolve(PipelineConfig, overrides=tree), main_root
+
+
+def link_shared(main_cfg, cfg) -> None:
+    """Symlink the main run's stage outputs (and copy their markers) wherever this variant's hash equals it."""
+    from sidrec.pipeline import stage_hashes
+
+    main_root, root = Path(main_cfg.run_dir), Path(cfg.run_dir)
+    (root / ".pipeline").mkdir(parents=True, exist_ok=True)
+    main_hash, var_hash = stage_hashes(main_cfg), stage_hashes(cfg)
+    for stage, folder in SHARED:
+        marker = main_root / ".pipeline" / f"{stage}.json"
+        if main_hash[stage] != var_hash[stage] or not marker.is_file():
+            continue
+        link = root / folder
+        if not link.exists():
+            link.symlink_to((main_root / folder).resolve(), target_is_directory=True)
+        shutil.copyfile(marker, root / ".pipeline" / f"{stage}.json")
+    if main_cfg.model == cfg.model and not (root / "model").exists():
+        (root / "model").symlink_to((main_root / "model").resolve(), target_is_directory=True)
+
+
+def decode_sft_too(cfg) -> Path:
+    """When GRPO ran, decode the SFT checkpoint as well (the GRPO-off row), with the pipeline's decode options."""
+    from sidrec.config import resolve
+    from sidrec.decode import DecodeConfig, run_decode
+
+    root = Path(cfg.run_dir)
+    out = root / "predictions" / "sft.jsonl"
+    max_history = json.loads((root / "align" / "stats.json").read_text()).get("max_history")
+    run_decode(resolve(DecodeConfig, overrides={"max_history": max_history, **cfg.decode,
+                                                "model": str(root / "sft" / "final"), "sids": str(root / "sids"),
+                                                "data": str(root / "data"),
+                                                "split": cfg.evaluate.get("split", "test"), "out": str(out)}))
+    return out
+
+
+def train(args) -> None:
+    from sidrec.pipeline import Run, _model_source, run_pipeline
+
+    main_cfg, _ = variant_config(args, "full")
+    for name in args.variants:
+        cfg, _ = variant_config(args, name)
+        started = time.perf_counter()
+        if name == "full":
+            run_pipeline(cfg, until="quantize")
+            _model_source(Run(cfg))  # the base model every variant shares
+            run_pipeline(cfg, until="decode")
+            if cfg.grpo.get("enabled", True):
+                decode_sft_too(cfg)
+        else:
+            if not (Path(main_cfg.run_dir) / "model").is_dir():
+                raise SystemExit(f"{main_cfg.run_dir}/model not found: run --variants full first (it builds the "
+                                 "base model the ablations share)")
+            link_shared(main_cfg, cfg)
+            run_pipeline(cfg, until="decode")
+        log.info("variant %s finished in %.1f min", name, (time.perf_counter() - started) / 60)
+
+
+def _generative_predictions(args) -> dict[str, tuple[Path, Path]]:
+    """{label: (predictions, run root)} of every generative model decoded so far."""
+    found = {}
+    for name in VARIANTS:
+        cfg, _ = variant_config(args, name)
+        root = Path(cfg.run_dir)
+        for model in ("grpo", "sft"):
+            path = root / "predictions" / f"{model}.jsonl"
+            key = f"{name}/{model}"
+            if key in LABELS and path.is_file():
+                found[key] = (path, root)
+    return found
+
+
+def _baseline_predictions(work: Path) -> dict[str, list[tuple[int, Path, dict]]]:
+    """{model_fusion: [(seed, predictions, record)]} from a bench_baselines work folder."""
+    runs: dict[str, list] = {}
+    for metrics in sorted((work / "metrics").glob("*.json")):
+        record = json.loads(metrics.read_text())
+        pred = work / "predictions" / f"{record['tag']}.jsonl"
+        if pred.is_file():
+            name = record["model"] if record.get("fusion") is None else f"{record['model']}_{record['fusion']}"
+            runs.setdefault(name, []).append((record["seed"], pred, record))
+    return runs
+
+
+def _check_sids(root: Path) -> dict[str, Any]:
+    from sidrec.sid import SidTable
+
+    table = SidTable.load(root / "sids")
+    unique = len(table.sid_to_item)
+    if unique != table.n_items:
+        raise SystemExit(f"{root / 'sids'}: {table.n_items - unique} items share a SID")
+    return {"items": table.n_items, "unique_sids": unique}
+
+
+def _mean_report(reports: list[dict]) -> dict:
+    import numpy as np
+
+    overall = {k: float(np.mean([r["overall"][k] for r in reports])) for k in reports[0]["overall"]}
+    overall_std = {k: float(np.std([r["overall"][k] for r in reports])) for k in reports[0]["overall"]}
+    groups = {g: {k: float(np.mean([r["groups"][g][k] for r in reports])) for k in reports[0]["groups"][g]}
+              for g in GROUPS}
+    return {"overall": overall, "overall_std": overall_std, "groups": groups, "n_samples": reports[0]["n_samples"]}
+
+
+def report(args) -> dict:
+    from sidrec.benchmark import environment, write_report
+    from sidrec.data import load_data
+    from sidrec.eval import evaluate
+
+    main_cfg, main_root = variant_config(args, "full")
+    split = main_cfg.evaluate.get("split", "test")
+    data = load_data(main_root / "data")
+    rows: dict[str, dict] = {}
+    generative = _generative_predictions(args)
+    if not generative:
+        raise SystemExit(f"no generative predictions under {main_root}: train the variants first")
+    details: dict[str, dict] = {}
+    for key, (path, root) in generative.items():
+        rows[LABELS[key]] = {**_mean_report([evaluate(path, data, split=split, ks=KS)]), "kind": "generative",
+                             "seeds": 1}
+        summary = root / "sft" / "sft_summary.json"
+        sft = json.loads(summary.read_text()) if summary.is_file() else {}
+        align = json.loads((root / "align" / "stats.json").read_text())
+        details[key] = {"sids": _check_sids(root), "sid_embedding": variant_config(args, key.split("/")[0])[0].quantize.get("embedding", "item"),
+                        "sa_init": align.get("sa_init"), "train_per_task": align["dataset"]["train"]["per_task"],
+                        "sft": {k: sft.get(k) for k in ("global_step", "train_examples", "train_seconds",
+                                                         "total_train_seconds", "tokens_per_second", "n_parameters",
+                                                         "validation")}}
+    baselines = {}
+    if args.baselines_work:
+        for name, runs in sorted(_baseline_predictions(Path(args.baselines_work)).items()):
+            reports = [evaluate(path, data, split=split, ks=KS) for _, path, _ in runs]
+            rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
+            baselines[name] = {"seeds": [s for s, _, _ in runs],
+                               "valid_ndcg@10": [r["valid"].get("NDCG@10") for _, _, r in runs],
+                               "train_seconds": [r.get("train_seconds") for _, _, r in runs]}
+    best_fusion = {}
+    for name in baselines:
+        model, _, fusion = name.partition("_")
+        if fusion and fusion != "id":
+            score = sum(v or 0 for v in baselines[name]["valid_ndcg@10"]) / len(baselines[name]["valid_ndcg@10"])
+            if score > best_fusion.get(model, ("", -1.0))[1]:
+                best_fusion[model] = (fusion, score)
+    head = LABELS["full/grpo"] if LABELS["full/grpo"] in rows else next(iter(rows))
+    ratio = {}
+    for ref in ("sasrec_id", f"sasrec_{best_fusion.get('sasrec', ('',))[0]}"):
+        if ref in rows:
+            ratio[ref] = rows[head]["overall"]["HR@10"] / max(rows[ref]["overall"]["HR@10"], 1e-12)
+    out = {"benchmark": f"pipeline_{args.name or Path(args.config).stem}", **environment(),
+           "command": "python scripts/bench_pipeline.py " + shlex.join(sys.argv[1:]),
+           "config": Path(args.config).read_text(), "overrides": args.set, "split": split, "ks": list(KS),
+           "data_stats": json.loads((main_root / "data" / "stats.json").read_text()),
+           "rows": rows, "generative": details, "baselines": baselines,
+           "best_fusion": {m: f for m, (f, _) in best_fusion.items()}, "headline_model": head,
+           "hr10_ratio": ratio}
+    write_report(Path(args.out), out["benchmark"], out, markdown(out))
+    print(markdown(out))
+    return out
+
+
+def markdown(r: dict) -> str:
+    d = r["data_stats"]
+    cols = [f"HR@{k}" for k in r["ks"]] + [f"NDCG@{k}" for k in r["ks"]]
+    lines = [f"# {r['benchmark']}: generative pipeline, ablations and baselines ({r['split']} split)", "",
+             f"{r['date']}, {r['device']}, commit {r['commit']}, torch {r['torch']}. {d['n_users']} users, "
+             f"{d['n_items']} items, {d['samples']['train']} training samples, {d['samples'][r['split']]} "
+             f"{r['split']} samples; per-user leave-one-out, full ranking over all items, scored by item id.", "",
+             f"    {r['command']}", "",
+             "| model | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for name, row in r["rows"].items():
+        best = " (best fusion)" if any(name == f"{m}_{f}" for m, f in r["best_fusion"].items()) else ""
+        cells = []
+        for c in cols:
+            std = row.get("overall_std", {}).get(c, 0.0) if row["seeds"] > 1 else 0.0
+            cells.append(f"{row['overall'][c]:.4f}" + (f" ± {std:.4f}" if std else ""))
+        lines.append(f"| {name}{best} | {row['seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", "HR@10 / NDCG@10 by group (head = the 20% most popular items in training / the 20% of users with "
+                  "the longest training sequences):", "",
+              "| model | " + " | ".join(f"{g} HR@10 | {g} NDCG@10" for g in GROUPS) + " |",
+              "|---|" + "---|---|" * len(GROUPS)]
+    for name, row in r["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row['groups'][g]['HR@10']:.4f} | {row['groups'][g]['NDCG@10']:.4f}"
+                                               for g in GROUPS) + " |")
+    lines.append("")
+    for ref, value in r["hr10_ratio"].items():
+        lines.append(f"**HR@10 of {r['headline_model']} / HR@10 of {ref}: {value:.2f}x** (the aim is 1.5x).")
+    lines += ["", "Generative models:", ""]
+    for key, g in r["generative"].items():
+        s = g["sft"]
+        lines.append(f"- {LABELS[key]}: SIDs from the `{g['sid_embedding']}` embedding, {g['sids']['unique_sids']} "
+                     f"unique SIDs for {g['sids']['items']} items; SA-Init {g['sa_init']}; training examples "
+                     f"{g['train_per_task']}; SFT {s.get('global_step')} steps, "
+                     f"{(s.get('total_train_seconds') or s.get('train_seconds') or 0) / 60:.1f} min, "
+                     f"{s.get('tokens_per_second')} tokens/s, {s.get('n_parameters')} parameters.")
+    lines += ["", "Config:", "", "```yaml", r["config"].rstrip(), "```"]
+    if r["overrides"]:
+        lines.append(f"Overrides: {' '.join(r['overrides'])}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not args.report_only:
+        train(args)
+    if not args.no_report:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
