@@ -71,6 +71,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="scripts/bench_baselines.py --work folder: its predictions are scored beside the LLM")
     p.add_argument("--name", default=None, help="results stem: pipeline_<name> (default: the config's stem)")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--notes", default=None, help="markdown appended to the results page (default: "
+                                                 "<out>/pipeline_<name>_notes.md when it exists)")
     return p
 
 
@@ -205,6 +207,21 @@ def _check_sids(root: Path) -> dict[str, Any]:
     return {"items": table.n_items, "unique_sids": unique}
 
 
+def _paired_vs_sft(generative: dict, data, split: str) -> dict[str, dict]:
+    """Each generative model's change vs the full SFT model, per metric, with a paired t-test p-value."""
+    from sidrec.eval.compare import paired_pvalue
+    from sidrec.eval.evaluator import aligned_ranks
+    from sidrec.eval.metrics import per_sample_metrics
+
+    if "full/sft" not in generative:
+        return {}
+    per = {key: per_sample_metrics(aligned_ranks(path, data, split)[0], KS) for key, (path, _) in generative.items()}
+    ref = per["full/sft"]
+    return {LABELS[key]: {m: {"delta": float(per[key][m].mean() - ref[m].mean()),
+                              "p": paired_pvalue(per[key][m], ref[m])} for m in ("HR@10", "NDCG@10")}
+            for key in per if key != "full/sft"}
+
+
 def _mean_report(reports: list[dict]) -> dict:
     import numpy as np
 
@@ -241,12 +258,23 @@ def report(args) -> dict:
                                                          "validation")}}
     baselines = {}
     if args.baselines_work:
-        for name, runs in sorted(_baseline_predictions(Path(args.baselines_work)).items()):
+        order = ("sasrec", "bsarec", "gru4rec", "bert4rec", "popularity", "random")
+        fusions = ("id", "asegr", "guided", "said", "llmesr")
+        found = _baseline_predictions(Path(args.baselines_work))
+
+        def rank(name: str) -> tuple:
+            model, _, fusion = name.partition("_")
+            return (order.index(model) if model in order else len(order), fusions.index(fusion)
+                    if fusion in fusions else -1, name)
+
+        for name in sorted(found, key=rank):
+            runs = found[name]
             reports = [evaluate(path, data, split=split, ks=KS) for _, path, _ in runs]
             rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
             baselines[name] = {"seeds": [s for s, _, _ in runs],
                                "valid_ndcg@10": [r["valid"].get("NDCG@10") for _, _, r in runs],
                                "train_seconds": [r.get("train_seconds") for _, _, r in runs]}
+    paired = _paired_vs_sft(generative, data, split)
     best_fusion = {}
     for name in baselines:
         model, _, fusion = name.partition("_")
@@ -265,7 +293,9 @@ def report(args) -> dict:
            "data_stats": json.loads((main_root / "data" / "stats.json").read_text()),
            "rows": rows, "generative": details, "baselines": baselines,
            "best_fusion": {m: f for m, (f, _) in best_fusion.items()}, "headline_model": head,
-           "hr10_ratio": ratio}
+           "hr10_ratio": ratio, "paired_vs_full_sft": paired}
+    notes = Path(args.notes) if args.notes else Path(args.out) / f"{out['benchmark']}_notes.md"
+    out["notes"] = notes.read_text() if notes.is_file() else None
     write_report(Path(args.out), out["benchmark"], out, markdown(out))
     print(markdown(out))
     return out
@@ -297,6 +327,12 @@ def markdown(r: dict) -> str:
     lines.append("")
     for ref, value in r["hr10_ratio"].items():
         lines.append(f"**HR@10 of {r['headline_model']} / HR@10 of {ref}: {value:.2f}x** (the aim is 1.5x).")
+    if r.get("paired_vs_full_sft"):
+        lines += ["", "Each generative variant against the full SFT model (paired t-test over the same samples):", "",
+                  "| model | ΔHR@10 | p | ΔNDCG@10 | p |", "|---|---|---|---|---|"]
+        for name, v in r["paired_vs_full_sft"].items():
+            lines.append(f"| {name} | {v['HR@10']['delta']:+.4f} | {v['HR@10']['p']:.3g} | "
+                         f"{v['NDCG@10']['delta']:+.4f} | {v['NDCG@10']['p']:.3g} |")
     lines += ["", "Generative models:", ""]
     for key, g in r["generative"].items():
         s = g["sft"]
@@ -305,6 +341,8 @@ def markdown(r: dict) -> str:
                      f"{g['train_per_task']}; SFT {s.get('global_step')} steps, "
                      f"{(s.get('total_train_seconds') or s.get('train_seconds') or 0) / 60:.1f} min, "
                      f"{s.get('tokens_per_second')} tokens/s, {s.get('n_parameters')} parameters.")
+    if r.get("notes"):
+        lines += ["", r["notes"].strip()]
     lines += ["", "Config:", "", "```yaml", r["config"].rstrip(), "```"]
     if r["overrides"]:
         lines.append(f"Overrides: {' '.join(r['overrides'])}")
