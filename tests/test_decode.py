@@ -221,6 +221,19 @@ def test_decode_cli_writes_predictions(tmp_path):
     assert runner.invoke(cli, args).exit_code == 0 and out.stat().st_mtime_ns == mtime
     bad = runner.invoke(cli, args[:-2] + ["--backend", "hf", "--beams", "4"])
     assert bad.exit_code != 0 and "topk (10) > beams (4)" in str(bad.exception)
+    # --exclude-history: the same ranking with each sample's history items taken out, then cut to topk
+    full_out, masked_out = tmp_path / "predictions" / "all.jsonl", tmp_path / "predictions" / "masked.jsonl"
+    base = args[:args.index("--topk")] + ["--topk", "12"] + args[args.index("--topk") + 2:args.index("--out")]
+    assert runner.invoke(cli, base + ["--out", str(full_out)]).exit_code == 0
+    result = runner.invoke(cli, args[:args.index("--out")] + ["--out", str(masked_out), "--exclude-history"])
+    assert result.exit_code == 0, result.output
+    removed = 0
+    for (_, whole), (_, masked), history in zip(read_predictions(full_out), read_predictions(masked_out),
+                                                 test["history"]):
+        kept = [i for i in whole.items if i not in set(history)]
+        assert masked.items == kept[:10] and not set(masked.items) & set(history)
+        removed += len(whole.items) - len(kept)
+    assert removed > 0  # the tiny model does rank history items, so the mask changed something
 
 
 # ---------------------------------------------------------------- vLLM (separate environment)

@@ -33,6 +33,9 @@ class DecodeConfig:
     limit: int | None = opt(None, "decode only the first N samples (smoke runs)")
     max_history: int | None = opt(None, "most recent history items in a prompt (use the align stage's value; "
                                          "default: all the dataset keeps)")
+    exclude_history: bool = opt(False, "drop each sample's history items from its list (the S3Rec / FMLP-Rec / "
+                                       "BSARec protocol): all `beams` candidates are ranked, history items "
+                                       "removed, the first `topk` kept")
     force: bool = opt(False, "redo even when --out was written with the same options")
 
     def problems(self) -> list[str]:
@@ -101,8 +104,12 @@ def decode(cfg: DecodeConfig) -> Path:
         samples = samples.select(range(min(cfg.limit, len(samples))))
     prompts = build_prompts(tokenizer, samples["history"], sid_table, max_history=cfg.max_history)
     start = time.perf_counter()
-    ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams, topk=cfg.topk, backend=cfg.backend,
+    ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams,
+                       topk=cfg.beams if cfg.exclude_history else cfg.topk, backend=cfg.backend,
                        batch_size=cfg.batch_size, progress=True)
+    if cfg.exclude_history:
+        ranked = [[(i, sc) for i, sc in items if i not in set(history)][:cfg.topk]
+                  for items, history in zip(ranked, samples["history"])]
     seconds = time.perf_counter() - start
     predictions = [Prediction(int(s), str(u), str(t), [i for i, _ in items], [sc for _, sc in items])
                    for s, u, t, items in zip(samples["sample_id"], samples["user_id"], samples["target"], ranked)]
