@@ -3,6 +3,7 @@ embeddings, an interrupted run resumes to the same model, and bad options fail e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -251,3 +252,28 @@ def test_cloze_mask_keeps_one_label_per_row_and_last_only_rows():
     inputs, labels = cloze_mask(items, 0.5, 99, gen, last_only_prob=1.0)
     assert labels[:, :-1].eq(0).all() and labels[:, -1].tolist() == [5, 5, 7]
     assert inputs[:, :-1].equal(items[:, :-1])
+
+
+def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tmp_path, monkeypatch):
+    """An interrupted run goes on when only max_minutes changed; a zero budget stops it after one more epoch."""
+    from sidrec.baselines import train_baseline, trainer
+
+    cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", model="sasrec",
+                      epochs=6, patience=6)
+    real_evaluate, calls = trainer.evaluate_scores, []
+
+    def killed_at_third_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate_scores", killed_at_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_baseline(cfg)
+    monkeypatch.undo()
+    budgeted = dataclasses.replace(cfg, max_minutes=0.0)
+    train_baseline(budgeted)
+    summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 3 and "time budget" in summary["stop_reason"]
+    assert len(losses(cfg)) == 3 and budgeted.out_path().is_file()

@@ -9,6 +9,7 @@ after every ``eval_every`` epochs, early stopping with ``patience``, the best we
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import random
@@ -176,7 +177,10 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
              "eval_seconds": 0.0}
     best_state = copy.deepcopy(model.state_dict())
     log_path = ckpt / "log.jsonl"
-    resumed = None if cfg.force else _load_last(ckpt / LAST, fingerprint, device)
+    # The resume state is keyed without the time budget, so an interrupted run can go on under another max_minutes
+    # (the budget counts the training and evaluation time of every attempt).
+    resume_key = model_fingerprint(dataclasses.replace(cfg, max_minutes=None), data)
+    resumed = None if cfg.force else _load_last(ckpt / LAST, resume_key, device)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -246,7 +250,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
         if stop:
             break
         with atomic_path(ckpt / LAST) as tmp:
-            torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            torch.save({"fingerprint": resume_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, tmp)
     model.load_state_dict(best_state)
     log.info("%s: stopped after epoch %d (%s); best epoch %d, valid NDCG@10 %.4f", cfg.name, epoch, stop_reason,
