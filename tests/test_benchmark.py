@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 import subprocess
 from datetime import datetime
+from pathlib import Path
 
 import torch
 
