@@ -108,8 +108,8 @@ def decode(cfg: DecodeConfig) -> Path:
                        topk=cfg.beams if cfg.exclude_history else cfg.topk, backend=cfg.backend,
                        batch_size=cfg.batch_size, progress=True)
     if cfg.exclude_history:
-        ranked = [[(i, sc) for i, sc in items if i not in set(history)][:cfg.topk]
-                  for items, history in zip(ranked, samples["history"])]
+        ranked = [[(i, sc) for i, sc in items if i not in seen][:cfg.topk]
+                  for items, seen in zip(ranked, map(set, samples["history"]))]
     seconds = time.perf_counter() - start
     predictions = [Prediction(int(s), str(u), str(t), [i for i, _ in items], [sc for _, sc in items])
                    for s, u, t, items in zip(samples["sample_id"], samples["user_id"], samples["target"], ranked)]
