@@ -277,3 +277,34 @@ def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tm
     summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
     assert summary["resumed"] and summary["epochs_run"] == 3 and "time budget" in summary["stop_reason"]
     assert len(losses(cfg)) == 3 and budgeted.out_path().is_file()
+
+
+def test_resume_under_the_other_history_protocol_rescores_the_best_model(synthetic_data, tmp_path, monkeypatch):
+    """Switching exclude_history on an interrupted run keeps its training and re-scores its best model, so early
+    stopping compares validation figures of one protocol."""
+    from sidrec.baselines import train_baseline, trainer
+
+    cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", model="sasrec",
+                      epochs=4, patience=4)
+    real_evaluate, calls = trainer.evaluate_scores, []
+
+    def killed_at_third_validation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate_scores", killed_at_third_validation)
+    with pytest.raises(KeyboardInterrupt):
+        train_baseline(cfg)
+    monkeypatch.undo()
+    masked = dataclasses.replace(cfg, exclude_history=True)
+    train_baseline(masked)
+    summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 4
+    records = [json.loads(line) for line in (cfg.checkpoint_path() / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if not r.get("rescored")] == [1, 2, 3, 4]
+    rescored = [r for r in records if r.get("rescored")]
+    assert len(rescored) == 1 and rescored[0]["exclude_history"] is True
+    first = next(r for r in records if r["epoch"] == rescored[0]["epoch"] and not r.get("rescored"))
+    assert rescored[0]["valid"] != first["valid"]  # masking the history changes the figures

@@ -25,6 +25,7 @@ from sidrec.baselines.config import BaselineConfig
 from sidrec.baselines.model import SequentialRecommender
 from sidrec.baselines.ranking import evaluate_scores, write_ranked
 from sidrec.baselines.sequences import (
+    EvalSamples,
     TrainRows,
     cloze_mask,
     cloze_rows,
@@ -177,9 +178,10 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
              "eval_seconds": 0.0}
     best_state = copy.deepcopy(model.state_dict())
     log_path = ckpt / "log.jsonl"
-    # The resume state is keyed without the time budget, so an interrupted run can go on under another max_minutes
-    # (the budget counts the training and evaluation time of every attempt).
-    resume_key = model_fingerprint(dataclasses.replace(cfg, max_minutes=None), data)
+    # The resume state is keyed without the time budget and the validation protocol, so an interrupted run can go on
+    # under another max_minutes (the budget counts the training and evaluation time of every attempt) or another
+    # exclude_history (training is the same; the best model is re-scored under the new protocol).
+    resume_key = model_fingerprint(dataclasses.replace(cfg, max_minutes=None, exclude_history=False), data)
     resumed = None if cfg.force else _load_last(ckpt / LAST, resume_key, device)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
@@ -190,8 +192,11 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
         if (ckpt / "best.pt").is_file():
             best_state = torch.load(ckpt / "best.pt", map_location=device)
         log.info("%s: resuming after epoch %d from %s", cfg.name, state["epoch"], ckpt / LAST)
+        if state.get("exclude_history", False) != cfg.exclude_history:
+            _rescore_best(cfg, model, best_state, state, valid, device, log_path)
     else:
         log_path.write_text("")
+    state["exclude_history"] = cfg.exclude_history
     best = state["best"]
     epoch = state["epoch"]
     started = time.perf_counter() - state["train_seconds"] - state["eval_seconds"]
@@ -262,6 +267,24 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
             "seconds_per_epoch": round(train_seconds / max(1, epoch), 2),
             "trainable_parameters": n_params, "training_rows": len(rows), "resumed": resumed is not None,
             "device": str(device), "torch_threads": torch.get_num_threads()}
+
+
+def _rescore_best(cfg: BaselineConfig, model: SequentialRecommender, best_state: dict, state: dict,
+                  valid: EvalSamples, device: torch.device, log_path: Path) -> None:
+    """The resumed run was validated under the other ``exclude_history`` protocol: score its best model under this
+    one, so early stopping compares like with like (the model itself is put back afterwards)."""
+    current = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    metrics = evaluate_scores(_score_fn(model), valid, cfg.eval_batch_size, cfg.exclude_history, device)
+    model.load_state_dict(current)
+    best = state["best"]
+    log.warning("%s: validation protocol changed (exclude_history %s); best epoch %d re-scored: NDCG@10 %.4f -> %.4f",
+                cfg.name, cfg.exclude_history, best["epoch"], best["ndcg"], metrics["NDCG@10"])
+    best.update(ndcg=metrics["NDCG@10"], metrics=metrics)
+    with open(log_path, "a") as fh:
+        fh.write(json.dumps({"epoch": best["epoch"], "rescored": True, "exclude_history": cfg.exclude_history,
+                             "valid": metrics}) + "\n")
 
 
 def _load_last(path: Path, fingerprint: str, device: torch.device) -> dict | None:
