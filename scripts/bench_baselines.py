@@ -39,7 +39,8 @@ GROUPS = ("head_items", "tail_items", "head_users", "tail_users")
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="prepared dataset folder (RUN/data)")
-    p.add_argument("--semantics", required=True, help="semantics folder (RUN/semantics)")
+    p.add_argument("--semantics", default=None,
+                   help="semantics folder (RUN/semantics); needed by every fusion mode except id")
     p.add_argument("--config-dir", default="configs/baselines", help="folder with <model>.yaml per backbone")
     p.add_argument("--work", required=True, help="where predictions, checkpoints and per-run metrics go")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
@@ -335,4 +336,8 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(make_parser().parse_args())
+    parser = make_parser()
+    parsed = parser.parse_args()
+    if parsed.semantics is None and set(parsed.fusions) - {"id"}:
+        parser.error(f"--semantics is required by --fusions {' '.join(sorted(set(parsed.fusions) - {'id'}))}")
+    main(parsed)
