@@ -291,6 +291,15 @@ def write_results(args, done: dict, pending: list) -> dict:
     return result
 
 
+def cli(argv: list[str] | None = None) -> dict:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    fusions = sorted(set(args.fusions) - {"id"})
+    if args.semantics is None and fusions:
+        parser.error(f"--semantics is required by --fusions {' '.join(fusions)}")
+    return main(args)
+
+
 def main(args: argparse.Namespace) -> dict:
     import logging
 
@@ -336,8 +345,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    parser = make_parser()
-    parsed = parser.parse_args()
-    if parsed.semantics is None and set(parsed.fusions) - {"id"}:
-        parser.error(f"--semantics is required by --fusions {' '.join(sorted(set(parsed.fusions) - {'id'}))}")
-    main(parsed)
+    cli()

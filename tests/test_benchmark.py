@@ -81,3 +81,30 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     assert (var / "sids").resolve() == (main_root / "sids").resolve()
     assert json.loads((var / ".pipeline" / "quantize.json").read_text())["hash"] == stage_hashes(no_init)["quantize"]
     assert stage_hashes(no_init)["align"] != hashes["align"]
+
+
+def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_runs(synthetic_data, tmp_path, capsys):
+    """bench_baselines: id runs need no semantics folder (a fusion mode does, and says so); a finished run is
+    re-scored from its cache, not retrained."""
+    import json
+
+    import pytest
+
+    bench = _load_script("bench_baselines")
+    argv = ["--data", str(synthetic_data), "--config-dir", str(tmp_path / "none"), "--work", str(tmp_path / "w"),
+            "--models", "sasrec", "--fusions", "id", "--seeds", "3", "--ks", "5", "10", "--set", "epochs=1",
+            "--results", str(tmp_path / "res")]
+    parsed = bench.make_parser().parse_args(argv)
+    assert parsed.semantics is None
+    bench.main(parsed)
+    run = tmp_path / "w" / "baselines" / "sasrec_id_s3"
+    assert (tmp_path / "w" / "predictions" / "sasrec_id_s3.jsonl").is_file()
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 1
+    rows = json.loads((tmp_path / "res.json").read_text())
+    assert {"popularity", "random", "sasrec"} <= {r["model"] for r in rows["rows"]}
+    stamp = (run / "summary.json").stat().st_mtime_ns
+    bench.main(bench.make_parser().parse_args(argv))
+    assert (run / "summary.json").stat().st_mtime_ns == stamp  # cached: not trained again
+    with pytest.raises(SystemExit):
+        bench.cli(argv[:-4] + ["--fusions", "asegr"])
+    assert "--semantics is required by --fusions asegr" in capsys.readouterr().err
