@@ -130,7 +130,7 @@ def link_shared(main_cfg, cfg) -> None:
         if not link.exists():
             link.symlink_to((main_root / folder).resolve(), target_is_directory=True)
         shutil.copyfile(marker, root / ".pipeline" / f"{stage}.json")
-    if main_cfg.model == cfg.model and not (root / "model").exists():
+    if main_cfg.model == cfg.model and not (root / "model").is_symlink() and not (root / "model").exists():
         (root / "model").symlink_to((main_root / "model").resolve(), target_is_directory=True)
 
 
