@@ -27,6 +27,14 @@ Scientific (issue 10), CPU:
     python scripts/bench_pipeline.py --config configs/scientific.yaml --variants text_sids no_sa_init no_ts_align
     python scripts/bench_pipeline.py --config configs/scientific.yaml --report-only --name scientific \\
         --baselines-work runs/scientific/bench
+
+Beauty (issue 9; BSARec's protocol, history items masked, set in configs/beauty.yaml and configs/baselines/beauty/):
+    sidrec pipeline --config configs/beauty.yaml --until quantize
+    python scripts/bench_baselines.py --data runs/beauty/data --config-dir configs/baselines/beauty \\
+        --work runs/beauty/bench --models sasrec bsarec --fusions id --seeds 42 --ks 5 10 20
+    python scripts/bench_pipeline.py --config configs/beauty.yaml --variants full   # then the three ablations
+    python scripts/bench_pipeline.py --config configs/beauty.yaml --report-only --name beauty \\
+        --baselines-work runs/beauty/bench
 """
 
 from __future__ import annotations
