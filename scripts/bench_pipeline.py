@@ -244,6 +244,7 @@ def report(args) -> dict:
 
     main_cfg, main_root = variant_config(args, "full")
     split = main_cfg.evaluate.get("split", "test")
+    exclude_history = bool(main_cfg.decode.get("exclude_history", False))
     data = load_data(main_root / "data")
     rows: dict[str, dict] = {}
     generative = _generative_predictions(args)
@@ -274,6 +275,11 @@ def report(args) -> dict:
 
         for name in sorted(found, key=rank):
             runs = found[name]
+            masked = {bool((r.get("config") or {}).get("exclude_history", False)) for _, _, r in runs}
+            if masked != {exclude_history}:
+                raise SystemExit(f"{args.baselines_work}: {name} was ranked with exclude_history {sorted(masked)}, "
+                                 f"the generative model with decode.exclude_history {exclude_history}; one table "
+                                 "needs one protocol")
             reports = [evaluate(path, data, split=split, ks=KS) for _, path, _ in runs]
             rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
             baselines[name] = {"seeds": [s for s, _, _ in runs],
@@ -292,7 +298,9 @@ def report(args) -> dict:
     for ref in ("sasrec_id", f"sasrec_{best_fusion.get('sasrec', ('',))[0]}"):
         if ref in rows:
             ratio[ref] = rows[head]["overall"]["HR@10"] / max(rows[ref]["overall"]["HR@10"], 1e-12)
-    out = {"benchmark": f"pipeline_{args.name or Path(args.config).stem}", **environment(),
+    protocol = ("full ranking over the items outside the user's training history (history masked, the "
+                "S3Rec / FMLP-Rec / BSARec protocol)" if exclude_history else "full ranking over all items")
+    out = {"benchmark": f"pipeline_{args.name or Path(args.config).stem}", **environment(), "protocol": protocol,
            "command": "python scripts/bench_pipeline.py " + shlex.join(sys.argv[1:]),
            "config": Path(args.config).read_text(), "overrides": args.set, "split": split, "ks": list(KS),
            "data_stats": json.loads((main_root / "data" / "stats.json").read_text()),
@@ -312,7 +320,8 @@ def markdown(r: dict) -> str:
     lines = [f"# {r['benchmark']}: generative pipeline, ablations and baselines ({r['split']} split)", "",
              f"{r['date']}, {r['device']}, commit {r['commit']}, torch {r['torch']}. {d['n_users']} users, "
              f"{d['n_items']} items, {d['samples']['train']} training samples, {d['samples'][r['split']]} "
-             f"{r['split']} samples; per-user leave-one-out, full ranking over all items, scored by item id.", "",
+             f"{r['split']} samples; per-user leave-one-out, "
+             f"{r.get('protocol', 'full ranking over all items')}, scored by item id.", "",
              f"    {r['command']}", "",
              "| model | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for name, row in r["rows"].items():
