@@ -192,7 +192,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
         if (ckpt / "best.pt").is_file():
             best_state = torch.load(ckpt / "best.pt", map_location=device)
         log.info("%s: resuming after epoch %d from %s", cfg.name, state["epoch"], ckpt / LAST)
-        if state.get("exclude_history", False) != cfg.exclude_history:
+        if state.get("exclude_history", False) != cfg.exclude_history and state["best"]["epoch"] > 0:
             _rescore_best(cfg, model, best_state, state, valid, device, log_path)
     else:
         log_path.write_text("")
