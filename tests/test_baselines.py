@@ -254,12 +254,10 @@ def test_cloze_mask_keeps_one_label_per_row_and_last_only_rows():
     assert inputs[:, :-1].equal(items[:, :-1])
 
 
-def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tmp_path, monkeypatch):
-    """An interrupted run goes on when only max_minutes changed; a zero budget stops it after one more epoch."""
+def interrupt_at_third_validation(cfg, monkeypatch) -> None:
+    """Train ``cfg`` and kill it at its third validation, leaving the resume state of epoch 2."""
     from sidrec.baselines import train_baseline, trainer
 
-    cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", model="sasrec",
-                      epochs=6, patience=6)
     real_evaluate, calls = trainer.evaluate_scores, []
 
     def killed_at_third_validation(*args, **kwargs):
@@ -272,6 +270,15 @@ def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tm
     with pytest.raises(KeyboardInterrupt):
         train_baseline(cfg)
     monkeypatch.undo()
+
+
+def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tmp_path, monkeypatch):
+    """An interrupted run goes on when only max_minutes changed; a zero budget stops it after one more epoch."""
+    from sidrec.baselines import train_baseline
+
+    cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", model="sasrec",
+                      epochs=6, patience=6)
+    interrupt_at_third_validation(cfg, monkeypatch)
     budgeted = dataclasses.replace(cfg, max_minutes=0.0)
     train_baseline(budgeted)
     summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
@@ -282,22 +289,11 @@ def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tm
 def test_resume_under_the_other_history_protocol_rescores_the_best_model(synthetic_data, tmp_path, monkeypatch):
     """Switching exclude_history on an interrupted run keeps its training and re-scores its best model, so early
     stopping compares validation figures of one protocol."""
-    from sidrec.baselines import train_baseline, trainer
+    from sidrec.baselines import train_baseline
 
     cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", model="sasrec",
                       epochs=4, patience=4)
-    real_evaluate, calls = trainer.evaluate_scores, []
-
-    def killed_at_third_validation(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "evaluate_scores", killed_at_third_validation)
-    with pytest.raises(KeyboardInterrupt):
-        train_baseline(cfg)
-    monkeypatch.undo()
+    interrupt_at_third_validation(cfg, monkeypatch)
     masked = dataclasses.replace(cfg, exclude_history=True)
     train_baseline(masked)
     summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
