@@ -273,7 +273,8 @@ def interrupt_at_third_validation(cfg, monkeypatch) -> None:
 
 
 def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tmp_path, monkeypatch):
-    """An interrupted run goes on when only max_minutes changed; a zero budget stops it after one more epoch."""
+    """An interrupted run goes on when only max_minutes changed; a zero budget stops it after one more epoch and a
+    later run without a budget goes on from there."""
     from sidrec.baselines import train_baseline
 
     cfg = make_config(synthetic_data, tmp_path / "run" / "predictions" / "sasrec_id.jsonl", model="sasrec",
@@ -284,6 +285,21 @@ def test_interrupted_training_resumes_under_a_new_time_budget(synthetic_data, tm
     summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
     assert summary["resumed"] and summary["epochs_run"] == 3 and "time budget" in summary["stop_reason"]
     assert len(losses(cfg)) == 3 and budgeted.out_path().is_file()
+
+    # The budget-cut run keeps its resume state (with the epoch it stopped at), so a run without a budget goes on.
+    assert torch.load(cfg.checkpoint_path() / "last.pt", weights_only=False)["state"]["epoch"] == 3
+    train_baseline(cfg)
+    summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+    assert summary["resumed"] and summary["epochs_run"] == 6 and not summary["budget_cut"]
+    assert len(losses(cfg)) == 6 and not (cfg.checkpoint_path() / "last.pt").exists()
+
+    # A run that stopped on its own is reused under any budget it fits in; a tighter one cannot reuse it.
+    before = (cfg.checkpoint_path() / "best.pt").stat().st_mtime_ns
+    train_baseline(dataclasses.replace(cfg, max_minutes=600.0))
+    assert (cfg.checkpoint_path() / "best.pt").stat().st_mtime_ns == before
+    train_baseline(budgeted)
+    summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+    assert not summary["resumed"] and summary["epochs_run"] == 1 and summary["budget_cut"]
 
 
 def test_resume_under_the_other_history_protocol_rescores_the_best_model(synthetic_data, tmp_path, monkeypatch):

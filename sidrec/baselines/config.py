@@ -60,7 +60,8 @@ class BaselineConfig:
     epochs: int = opt(200, "maximum training epochs")
     patience: int = opt(10, "stop after this many evaluations without a better validation NDCG@10")
     eval_every: int = opt(1, "validate every N epochs")
-    max_minutes: float | None = opt(None, "wall-clock budget for training; the best model so far is used")
+    max_minutes: float | None = opt(None, "wall-clock budget for training; the best model so far is used, "
+                                        "and a larger budget later goes on from where it stopped")
     grad_clip: float = opt(5.0, "gradient-norm clip (0 = off)")
     # Fusion modes.
     semantic_dropout: float = opt(0.1, "dropout on projected semantic embeddings")

@@ -108,7 +108,7 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
     users, seqs = train_sequences(data)
     model = build_model(cfg, data, max_len, seqs, ckpt, device).to(device)
     model.trim_padding = cfg.resolved_trim()
-    done = _finished(summary_path, fingerprint)
+    done = _finished(summary_path, fingerprint, _budget_free_fingerprint(cfg, data), cfg.max_minutes)
     if done and not cfg.force and (ckpt / "best.pt").is_file():
         log.info("%s: reusing the trained model in %s (same options; --force retrains)", cfg.name, ckpt)
         model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device))
@@ -118,6 +118,7 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
         summary = _fit(cfg, data, model, training_rows(cfg, seqs, max_len), max_len, generator, ckpt, device,
                        fingerprint)
         summary["fingerprint"] = fingerprint
+        summary["budget_free_fingerprint"] = _budget_free_fingerprint(cfg, data)
     model.eval()
     scores = _score_fn(model)
     quick = {}
@@ -131,18 +132,29 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
     summary["quick_metrics"] = quick
     summary["predictions"] = {split: str(path) for split, path in cfg.outputs()}
     write_json(summary_path, summary)
-    (ckpt / LAST).unlink(missing_ok=True)  # finished: the resume state is no longer needed
+    if not summary.get("budget_cut"):
+        (ckpt / LAST).unlink(missing_ok=True)  # converged: the resume state is no longer needed
     return out
 
 
-def _finished(summary_path: Path, fingerprint: str) -> dict | None:
+def _budget_free_fingerprint(cfg: BaselineConfig, data: CanonicalData) -> str:
+    return model_fingerprint(dataclasses.replace(cfg, max_minutes=None), data)
+
+
+def _finished(summary_path: Path, fingerprint: str, budget_free: str, max_minutes: float | None) -> dict | None:
+    """The summary of a finished run this one can reuse: the same options, or the same options but another time
+    budget when that run stopped on its own (early stopping, max epochs) within the new budget."""
     if not summary_path.is_file():
         return None
     try:
         summary = json.loads(summary_path.read_text())
     except json.JSONDecodeError:
         return None
-    return summary if summary.get("fingerprint") == fingerprint else None
+    if summary.get("fingerprint") == fingerprint:
+        return summary
+    minutes = (summary.get("train_seconds", 0) + summary.get("eval_seconds", 0)) / 60
+    converged = summary.get("budget_free_fingerprint") == budget_free and not summary.get("budget_cut", True)
+    return summary if converged and (max_minutes is None or minutes <= max_minutes) else None
 
 
 def _score_fn(model: SequentialRecommender):
@@ -200,7 +212,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
     best = state["best"]
     epoch = state["epoch"]
     started = time.perf_counter() - state["train_seconds"] - state["eval_seconds"]
-    stop_reason = "max epochs"
+    stop_reason, budget_cut = "max epochs", False
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -251,18 +263,21 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
                 if state["stale"] >= cfg.patience:
                     stop_reason, stop = f"no validation improvement for {cfg.patience} evaluations", True
             if out_of_time and not stop:
-                stop_reason, stop = f"time budget of {cfg.max_minutes} minutes", True
-        if stop:
+                stop_reason, stop, budget_cut = f"time budget of {cfg.max_minutes} minutes", True, True
+        if stop and not budget_cut:
             break
+        # A run cut by its time budget keeps its resume state: rerun it under a larger budget (or none) to go on.
         with atomic_path(ckpt / LAST) as tmp:
             torch.save({"fingerprint": resume_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, tmp)
+        if stop:
+            break
     model.load_state_dict(best_state)
     log.info("%s: stopped after epoch %d (%s); best epoch %d, valid NDCG@10 %.4f", cfg.name, epoch, stop_reason,
              best["epoch"], best["ndcg"])
     train_seconds = state["train_seconds"]
     return {"config": cfg, "epochs_run": epoch, "best_epoch": best["epoch"], "best_valid": best["metrics"],
-            "stop_reason": stop_reason, "train_seconds": round(train_seconds, 1),
+            "stop_reason": stop_reason, "budget_cut": budget_cut, "train_seconds": round(train_seconds, 1),
             "eval_seconds": round(state["eval_seconds"], 1),
             "seconds_per_epoch": round(train_seconds / max(1, epoch), 2),
             "trainable_parameters": n_params, "training_rows": len(rows), "resumed": resumed is not None,
