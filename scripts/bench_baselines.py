@@ -316,6 +316,8 @@ def main(args: argparse.Namespace) -> dict:
     data = load_data(args.data)
     started = time.perf_counter()
     done: dict[tuple, dict] = {}
+    for model, fusion, seed in planned_runs(args, done):  # a bad --set or config fails before any run starts
+        run_config(args, model, fusion, seed)
     while True:  # the seed plan can depend on finished runs (best fusion), so re-plan after each run
         todo = [r for r in planned_runs(args, done) if r not in done]
         if not todo:

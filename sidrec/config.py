@@ -51,6 +51,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):
+            value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if value not in choices:
             raise ValueError(f"{name}: {value!r} is not one of {list(choices)}")
         return value

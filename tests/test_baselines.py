@@ -173,8 +173,21 @@ def test_pipeline_call_and_valid_split(synthetic_data, tmp_path):
         evaluate(out, synthetic_data, split="test")
 
 
+def test_yaml_on_off_is_read_as_the_choice(synthetic_data):
+    """``--set trim_padding=on`` reaches the config as YAML's boolean True; it means the choice "on"."""
+    import yaml
+
+    from sidrec.baselines import BaselineConfig
+    from sidrec.config import resolve
+
+    for text, choice in (("on", "on"), ("off", "off")):
+        cfg = resolve(BaselineConfig, overrides={"data": str(synthetic_data), "trim_padding": yaml.safe_load(text)})
+        assert cfg.trim_padding == choice
+
+
 @pytest.mark.parametrize("overrides, expected", [
     ({"model": "sasrec", "fusion": "llmesr"}, ["semantics:"]),
+    ({"trim_padding": 1}, ["trim_padding:"]),
     ({"model": "popularity", "fusion": "asegr", "semantics": "x"}, ["fusion:"]),
     ({"hidden_size": 30, "num_heads": 4, "dropout": 1.5, "topk": 5}, ["num_heads:", "dropout:", "topk:"]),
     ({"model": "transformer"}, ["model"]),

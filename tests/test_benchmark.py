@@ -108,3 +108,11 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
     with pytest.raises(SystemExit):
         bench.cli(argv[:-4] + ["--fusions", "asegr"])
     assert "--semantics is required by --fusions asegr" in capsys.readouterr().err
+
+    # A bad --set fails before any run starts (the popularity floor is planned first and must not run).
+    from sidrec.errors import ConfigError
+
+    fresh = tmp_path / "w2"
+    with pytest.raises(ConfigError, match="dropout"):
+        bench.cli([str(fresh) if a == str(tmp_path / "w") else a for a in argv[:-2]] + ["dropout=2"])
+    assert not (fresh / "metrics").exists()
