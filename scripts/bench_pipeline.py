@@ -14,9 +14,9 @@ resumable (``sidrec pipeline`` markers, trainer checkpoints), so the script can 
 variants can run in separate processes (one per core) after ``full`` has built the base model.
 
 The report scores every generative model and every baseline prediction file found under ``--baselines-work``
-(``scripts/bench_baselines.py --work``) with the one evaluator: HR/NDCG@5/10/20 over all items, HR@10 and
-NDCG@10 for head/tail items and users, the means over the baseline seeds, and the ratio of the generative HR@10 to
-SASRec's. Items are scored by item id (each prediction names item ids; the SID table is checked to be one-to-one).
+(``scripts/bench_baselines.py --work`` folders) with the one evaluator: HR/NDCG@5/10/20 over all items, HR@10 and
+NDCG@10 for head/tail items and users, the means over the baseline seeds, paired t-tests of each ablation against
+the SFT model and of each baseline against the strongest one, and the ratio of the generative HR@10 to SASRec's. Items are scored by item id (each prediction names item ids; the SID table is checked to be one-to-one).
 
 Scientific (issue 10), CPU:
     sidrec pipeline --config configs/scientific.yaml --until quantize
@@ -32,9 +32,12 @@ Beauty (issue 9; BSARec's protocol, history items masked, set in configs/beauty.
     sidrec pipeline --config configs/beauty.yaml --until quantize
     python scripts/bench_baselines.py --data runs/beauty/data --config-dir configs/baselines/beauty \\
         --work runs/beauty/bench --models sasrec bsarec --fusions id --seeds 42 --ks 5 10 20
+    python scripts/bench_baselines.py --data runs/beauty/data --config-dir configs/baselines/beauty \\
+        --work runs/beauty/bench_bucketed --models sasrec --fusions id --seeds 42 43 44 --ks 5 10 20 \\
+        --set trim_padding=on          # SASRec with length-bucketed batches: exact and ~2x faster, so 3 seeds
     python scripts/bench_pipeline.py --config configs/beauty.yaml --variants full   # then the three ablations
     python scripts/bench_pipeline.py --config configs/beauty.yaml --report-only --name beauty \\
-        --baselines-work runs/beauty/bench
+        --baselines-work runs/beauty/bench bucketed=runs/beauty/bench_bucketed
 """
 
 from __future__ import annotations
@@ -75,8 +78,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="variants to train (finished ones are skipped)")
     p.add_argument("--report-only", action="store_true", help="train nothing; score what exists")
     p.add_argument("--no-report", action="store_true", help="train only")
-    p.add_argument("--baselines-work", default=None,
-                   help="scripts/bench_baselines.py --work folder: its predictions are scored beside the LLM")
+    p.add_argument("--baselines-work", nargs="+", default=[], metavar="[LABEL=]DIR",
+                   help="scripts/bench_baselines.py --work folders: their predictions are scored beside the LLM; "
+                        "rows from a LABEL=DIR folder are named 'model (LABEL)' and its popularity/random floors "
+                        "are left out (e.g. the same backbone under another training option)")
     p.add_argument("--name", default=None, help="results stem: pipeline_<name> (default: the config's stem)")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--notes", default=None, help="markdown appended to the results page (default: "
@@ -205,6 +210,43 @@ def _baseline_predictions(work: Path) -> dict[str, list[tuple[int, Path, dict]]]
     return runs
 
 
+FLOORS = ("popularity", "random")
+
+
+def _baseline_folders(specs: list[str]) -> list[tuple[str | None, Path]]:
+    """``--baselines-work`` entries as (label or None, folder); every folder must exist."""
+    folders = []
+    for spec in specs:
+        label, sep, folder = spec.partition("=")
+        label, folder = (label, folder) if sep else (None, spec)
+        if not Path(folder).is_dir():
+            raise SystemExit(f"--baselines-work {spec}: {folder} is not a folder")
+        folders.append((label, Path(folder)))
+    return folders
+
+
+def _paired_vs_best_baseline(baselines: dict[str, list[Path]], data, split: str) -> dict[str, Any]:
+    """Every baseline against the one with the highest mean HR@10 (per-sample metrics averaged over seeds), with a
+    paired t-test p-value: tells a real gap between two backbones from test-set noise."""
+    import numpy as np
+
+    from sidrec.eval.compare import paired_pvalue
+    from sidrec.eval.evaluator import aligned_ranks
+    from sidrec.eval.metrics import per_sample_metrics
+
+    per = {}
+    for name, paths in baselines.items():
+        seeds = [per_sample_metrics(aligned_ranks(path, data, split)[0], KS) for path in paths]
+        per[name] = {m: np.mean([s[m] for s in seeds], axis=0) for m in ("HR@10", "NDCG@10")}
+    if len(per) < 2:
+        return {}
+    best = max(per, key=lambda n: per[n]["HR@10"].mean())
+    return {"reference": best,
+            "rows": {name: {m: {"delta": float(per[name][m].mean() - per[best][m].mean()),
+                                "p": paired_pvalue(per[name][m], per[best][m])} for m in ("HR@10", "NDCG@10")}
+                     for name in per if name != best}}
+
+
 def _check_sids(root: Path) -> dict[str, Any]:
     from sidrec.sid import SidTable
 
@@ -262,33 +304,43 @@ def report(args) -> dict:
                         "sft": {k: sft.get(k) for k in ("global_step", "train_examples", "train_seconds",
                                                          "total_train_seconds", "tokens_per_second", "n_parameters",
                                                          "validation")}}
-    baselines = {}
-    if args.baselines_work:
-        order = ("sasrec", "bsarec", "gru4rec", "bert4rec", "popularity", "random")
-        fusions = ("id", "asegr", "guided", "said", "llmesr")
-        found = _baseline_predictions(Path(args.baselines_work))
+    baselines, baseline_paths = {}, {}
+    order = ("sasrec", "bsarec", "gru4rec", "bert4rec", "popularity", "random")
+    fusions = ("id", "asegr", "guided", "said", "llmesr")
+    found = {}
+    for label, folder in _baseline_folders(args.baselines_work):
+        for name, runs in _baseline_predictions(folder).items():
+            if label is None:
+                found[name] = (folder, runs)
+            elif name not in FLOORS:  # the floors are the same in every folder
+                found[f"{name} ({label})"] = (folder, runs)
 
-        def rank(name: str) -> tuple:
-            model, _, fusion = name.partition("_")
-            return (order.index(model) if model in order else len(order), fusions.index(fusion)
-                    if fusion in fusions else -1, name)
+    def rank(name: str) -> tuple:
+        base, _, label = name.partition(" (")
+        model, _, fusion = base.partition("_")
+        return (order.index(model) if model in order else len(order), fusions.index(fusion)
+                if fusion in fusions else -1, label, name)
 
-        for name in sorted(found, key=rank):
-            runs = found[name]
-            masked = {bool((r.get("config") or {}).get("exclude_history", False)) for _, _, r in runs}
-            if masked != {exclude_history}:
-                raise SystemExit(f"{args.baselines_work}: {name} was ranked with exclude_history {sorted(masked)}, "
-                                 f"the generative model with decode.exclude_history {exclude_history}; one table "
-                                 "needs one protocol")
-            reports = [evaluate(path, data, split=split, ks=KS) for _, path, _ in runs]
-            rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
-            baselines[name] = {"seeds": [s for s, _, _ in runs],
-                               "valid_ndcg@10": [r["valid"].get("NDCG@10") for _, _, r in runs],
-                               "train_seconds": [r.get("train_seconds") for _, _, r in runs]}
+    for name in sorted(found, key=rank):
+        folder, runs = found[name]
+        masked = {bool((r.get("config") or {}).get("exclude_history", False)) for _, _, r in runs}
+        if masked != {exclude_history}:
+            raise SystemExit(f"{folder}: {name} was ranked with exclude_history {sorted(masked)}, the generative "
+                             f"model with decode.exclude_history {exclude_history}; one table needs one protocol")
+        reports = [evaluate(path, data, split=split, ks=KS) for _, path, _ in runs]
+        rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
+        baselines[name] = {"folder": str(folder), "seeds": [s for s, _, _ in runs],
+                           "valid_ndcg@10": [r["valid"].get("NDCG@10") for _, _, r in runs],
+                           "train_seconds": [r.get("train_seconds") for _, _, r in runs]}
+        if name.partition(" (")[0] not in FLOORS:
+            baseline_paths[name] = [path for _, path, _ in runs]
     paired = _paired_vs_sft(generative, data, split)
+    paired_baselines = _paired_vs_best_baseline(baseline_paths, data, split)
     best_fusion = {}
     for name in baselines:
         model, _, fusion = name.partition("_")
+        if " (" in fusion:  # a labelled folder's row is a variant, not a fusion mode
+            continue
         if fusion and fusion != "id":
             score = sum(v or 0 for v in baselines[name]["valid_ndcg@10"]) / len(baselines[name]["valid_ndcg@10"])
             if score > best_fusion.get(model, ("", -1.0))[1]:
@@ -306,7 +358,7 @@ def report(args) -> dict:
            "data_stats": json.loads((main_root / "data" / "stats.json").read_text()),
            "rows": rows, "generative": details, "baselines": baselines,
            "best_fusion": {m: f for m, (f, _) in best_fusion.items()}, "headline_model": head,
-           "hr10_ratio": ratio, "paired_vs_full_sft": paired}
+           "hr10_ratio": ratio, "paired_vs_full_sft": paired, "paired_vs_best_baseline": paired_baselines}
     notes = Path(args.notes) if args.notes else Path(args.out) / f"{out['benchmark']}_notes.md"
     out["notes"] = notes.read_text() if notes.is_file() else None
     write_report(Path(args.out), out["benchmark"], out, markdown(out))
@@ -347,6 +399,14 @@ def markdown(r: dict) -> str:
         for name, v in r["paired_vs_full_sft"].items():
             lines.append(f"| {name} | {v['HR@10']['delta']:+.4f} | {v['HR@10']['p']:.3g} | "
                          f"{v['NDCG@10']['delta']:+.4f} | {v['NDCG@10']['p']:.3g} |")
+    if r.get("paired_vs_best_baseline"):
+        v = r["paired_vs_best_baseline"]
+        lines += ["", f"Each baseline against the strongest, {v['reference']} (paired t-test over the same samples; "
+                      "per-sample metrics averaged over seeds):", "",
+                  "| model | ΔHR@10 | p | ΔNDCG@10 | p |", "|---|---|---|---|---|"]
+        for name, d in v["rows"].items():
+            lines.append(f"| {name} | {d['HR@10']['delta']:+.4f} | {d['HR@10']['p']:.3g} | "
+                         f"{d['NDCG@10']['delta']:+.4f} | {d['NDCG@10']['p']:.3g} |")
     lines += ["", "Generative models:", ""]
     for key, g in r["generative"].items():
         s = g["sft"]

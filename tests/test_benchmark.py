@@ -109,6 +109,20 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
         bench.cli(argv[:-4] + ["--fusions", "asegr"])
     assert "--semantics is required by --fusions asegr" in capsys.readouterr().err
 
+    # bench_pipeline's paired table: popularity (HR@10 0.27 here) is the reference and random (0.18) falls below it.
+    from sidrec.data import load_data
+
+    pipeline = _load_script("bench_pipeline")
+    preds = tmp_path / "w" / "predictions"
+    paired = pipeline._paired_vs_best_baseline({"random": [preds / "random_s3.jsonl"],
+                                                "popularity": [preds / "popularity_s3.jsonl"]},
+                                               load_data(synthetic_data), "test")
+    assert paired["reference"] == "popularity"
+    assert paired["rows"]["random"]["HR@10"]["delta"] < 0 and paired["rows"]["random"]["HR@10"]["p"] < 0.05
+    assert pipeline._baseline_folders([f"bucketed={tmp_path / 'w'}"]) == [("bucketed", tmp_path / "w")]
+    with pytest.raises(SystemExit, match="is not a folder"):
+        pipeline._baseline_folders([str(tmp_path / "missing")])
+
     # A bad --set fails before any run starts (the popularity floor is planned first and must not run).
     from sidrec.errors import ConfigError
 
