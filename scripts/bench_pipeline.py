@@ -34,7 +34,7 @@ Beauty (issue 9; BSARec's protocol, history items masked, set in configs/beauty.
         --work runs/beauty/bench --models sasrec bsarec --fusions id --seeds 42 --ks 5 10 20
     python scripts/bench_baselines.py --data runs/beauty/data --config-dir configs/baselines/beauty \\
         --work runs/beauty/bench_bucketed --models sasrec --fusions id --seeds 42 43 44 --ks 5 10 20 \\
-        --set trim_padding=on          # SASRec with length-bucketed batches: exact and ~2x faster, so 3 seeds
+        --set trim_padding=on          # SASRec, length-bucketed batches (exact, less padding): 3 seeds
     python scripts/bench_pipeline.py --config configs/beauty.yaml --variants full   # then the three ablations
     python scripts/bench_pipeline.py --config configs/beauty.yaml --report-only --name beauty \\
         --baselines-work runs/beauty/bench bucketed=runs/beauty/bench_bucketed
