@@ -16,7 +16,8 @@ variants can run in separate processes (one per core) after ``full`` has built t
 The report scores every generative model and every baseline prediction file found under ``--baselines-work``
 (``scripts/bench_baselines.py --work`` folders) with the one evaluator: HR/NDCG@5/10/20 over all items, HR@10 and
 NDCG@10 for head/tail items and users, the means over the baseline seeds, paired t-tests of each ablation against
-the SFT model and of each baseline against the strongest one, and the ratio of the generative HR@10 to SASRec's. Items are scored by item id (each prediction names item ids; the SID table is checked to be one-to-one).
+the SFT model and of each baseline against the strongest one, and the ratio of the generative HR@10 to SASRec's.
+Items are scored by item id (each prediction names item ids; the SID table is checked to be one-to-one).
 
 Scientific (issue 10), CPU:
     sidrec pipeline --config configs/scientific.yaml --until quantize
