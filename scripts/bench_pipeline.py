@@ -311,10 +311,13 @@ def report(args) -> dict:
     found = {}
     for label, folder in _baseline_folders(args.baselines_work):
         for name, runs in _baseline_predictions(folder).items():
-            if label is None:
-                found[name] = (folder, runs)
-            elif name not in FLOORS:  # the floors are the same in every folder
-                found[f"{name} ({label})"] = (folder, runs)
+            if name in FLOORS and (label is not None or name in found):
+                continue  # the floors are the same in every folder: the first one found stands
+            row = name if label is None else f"{name} ({label})"
+            if row in found:
+                raise SystemExit(f"--baselines-work: {row} is in both {found[row][0]} and {folder}; "
+                                 "give one of them a LABEL= (its rows are then named 'model (LABEL)')")
+            found[row] = (folder, runs)
 
     def rank(name: str) -> tuple:
         base, _, label = name.partition(" (")
