@@ -226,6 +226,22 @@ def _baseline_folders(specs: list[str]) -> list[tuple[str | None, Path]]:
     return folders
 
 
+def _collect_baselines(specs: list[str]) -> dict[str, tuple[Path, list]]:
+    """{row name: (folder, runs)} over the ``--baselines-work`` folders; a LABEL=DIR folder's rows are named
+    'model (LABEL)'. The popularity/random floors come from the first folder that has them."""
+    found: dict[str, tuple[Path, list]] = {}
+    for label, folder in _baseline_folders(specs):
+        for name, runs in _baseline_predictions(folder).items():
+            if name in FLOORS and (label is not None or name in found):
+                continue  # the floors are the same in every folder: the first one found stands
+            row = name if label is None else f"{name} ({label})"
+            if row in found:
+                raise SystemExit(f"--baselines-work: {row} is in both {found[row][0]} and {folder}; "
+                                 "give one of them a LABEL= (its rows are then named 'model (LABEL)')")
+            found[row] = (folder, runs)
+    return found
+
+
 def _paired_vs_best_baseline(baselines: dict[str, list[Path]], data, split: str) -> dict[str, Any]:
     """Every baseline against the one with the highest mean HR@10 (per-sample metrics averaged over seeds), with a
     paired t-test p-value: tells a real gap between two backbones from test-set noise."""
@@ -308,16 +324,7 @@ def report(args) -> dict:
     baselines, baseline_paths = {}, {}
     order = ("sasrec", "bsarec", "gru4rec", "bert4rec", "popularity", "random")
     fusions = ("id", "asegr", "guided", "said", "llmesr")
-    found = {}
-    for label, folder in _baseline_folders(args.baselines_work):
-        for name, runs in _baseline_predictions(folder).items():
-            if name in FLOORS and (label is not None or name in found):
-                continue  # the floors are the same in every folder: the first one found stands
-            row = name if label is None else f"{name} ({label})"
-            if row in found:
-                raise SystemExit(f"--baselines-work: {row} is in both {found[row][0]} and {folder}; "
-                                 "give one of them a LABEL= (its rows are then named 'model (LABEL)')")
-            found[row] = (folder, runs)
+    found = _collect_baselines(args.baselines_work)
 
     def rank(name: str) -> tuple:
         base, _, label = name.partition(" (")

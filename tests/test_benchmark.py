@@ -119,9 +119,13 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
                                                load_data(synthetic_data), "test")
     assert paired["reference"] == "popularity"
     assert paired["rows"]["random"]["HR@10"]["delta"] < 0 and paired["rows"]["random"]["HR@10"]["p"] < 0.05
-    assert pipeline._baseline_folders([f"bucketed={tmp_path / 'w'}"]) == [("bucketed", tmp_path / "w")]
+    work = str(tmp_path / "w")
+    found = pipeline._collect_baselines([work, f"bucketed={work}"])
+    assert sorted(found) == ["popularity", "random", "sasrec_id", "sasrec_id (bucketed)"]
+    with pytest.raises(SystemExit, match="sasrec_id is in both"):
+        pipeline._collect_baselines([work, work])
     with pytest.raises(SystemExit, match="is not a folder"):
-        pipeline._baseline_folders([str(tmp_path / "missing")])
+        pipeline._collect_baselines([str(tmp_path / "missing")])
 
     # A bad --set fails before any run starts (the popularity floor is planned first and must not run).
     from sidrec.errors import ConfigError
