@@ -7,6 +7,7 @@ ablation, each changing one thing from it and stopping after SFT:
     text_sids    SIDs quantized from the text embedding alone (no sensory part): the SID-source ablation
     no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
     no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
+    more_data    (opt-in) twice align.max_train_samples: does the model gain from more of the training data?
 
 Ablation runs live in ``RUN/ablations/<name>`` and share the main run's data, semantics, SIDs and base model
 through symlinks wherever their options are unchanged, so only what differs is recomputed. Every stage is
@@ -64,10 +65,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "text_sids": {"quantize.embedding": "text", "grpo.enabled": False},
     "no_sa_init": {"align.sa_init": False, "grpo.enabled": False},
     "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
+    # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the next-item samples, the rest as is.
+    "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},
 }
+DEFAULT_VARIANTS = ("full", "text_sids", "no_sa_init", "no_ts_align")
 LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
           "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
-          "no_ts_align/sft": "generative: SFT, no TS-Align"}
+          "no_ts_align/sft": "generative: SFT, no TS-Align",
+          "more_data/sft": "generative: SFT, 2x next-item samples"}
 SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
 
 log = logging.getLogger("bench_pipeline")
@@ -78,8 +83,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="pipeline YAML (e.g. configs/scientific.yaml)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                    help="overrides for every variant, e.g. sft.num_train_epochs=2 model.tiny.hidden_size=128")
-    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
-                   help="variants to train (finished ones are skipped)")
+    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS),
+                   help="variants to train (finished ones are skipped); more_data is opt-in")
     p.add_argument("--report-only", action="store_true", help="train nothing; score what exists")
     p.add_argument("--no-report", action="store_true", help="train only")
     p.add_argument("--baselines-work", nargs="+", default=[], metavar="[LABEL=]DIR",
@@ -92,6 +97,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", default=None, help="markdown appended to the results page (default: "
                                                  "<out>/pipeline_<name>_notes.md when it exists)")
     return p
+
+
+def _get(tree: dict, dotted: str) -> Any:
+    node: Any = tree
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -125,7 +137,12 @@ def variant_config(args, name: str):
 
     raw = yaml.safe_load(Path(args.config).read_text())
     tree = copy.deepcopy(raw)
-    for key, value in {**parse_sets(args.set), **VARIANTS[name]}.items():
+    for key, value in [*parse_sets(args.set).items(), *VARIANTS[name].items()]:  # --set first, then the variant
+        if callable(value):  # a change relative to the config's own value
+            current = _get(tree, key)
+            if current is None:
+                raise SystemExit(f"variant {name}: {args.config} sets no {key} to change")
+            value = value(current)
         _set(tree, key, value)
     main_root = Path(tree.get("run_dir", "runs/demo"))
     if name != "full":
@@ -193,7 +210,10 @@ def _generative_predictions(args) -> dict[str, tuple[Path, Path]]:
     """{label: (predictions, run root)} of every generative model decoded so far."""
     found = {}
     for name in VARIANTS:
-        cfg, _ = variant_config(args, name)
+        try:
+            cfg, _ = variant_config(args, name)
+        except SystemExit:  # an opt-in variant this config cannot express
+            continue
         root = Path(cfg.run_dir)
         for model in ("grpo", "sft"):
             path = root / "predictions" / f"{model}.jsonl"

@@ -7,6 +7,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import torch
 
 from sidrec.benchmark import ROOT, cpu_name, environment, git_commit
@@ -81,6 +82,14 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     assert (var / "sids").resolve() == (main_root / "sids").resolve()
     assert json.loads((var / ".pipeline" / "quantize.json").read_text())["hash"] == stage_hashes(no_init)["quantize"]
     assert stage_hashes(no_init)["align"] != hashes["align"]
+
+    # more_data changes the config's own sample cap (twice it) and needs one to change.
+    with pytest.raises(SystemExit, match="sets no align.max_train_samples"):
+        bench.variant_config(args, "more_data")
+    capped = bench.make_parser().parse_args(["--config", str(config), "--set", "align.max_train_samples=40"])
+    more, _ = bench.variant_config(capped, "more_data")
+    assert more.align == {"sa_init": True, "max_train_samples": 80} and more.grpo["enabled"] is False
+    assert bench.make_parser().parse_args(["--config", str(config)]).variants == list(bench.DEFAULT_VARIANTS)
 
 
 def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_runs(synthetic_data, tmp_path, capsys):
