@@ -7,7 +7,7 @@ ablation, each changing one thing from it and stopping after SFT:
     text_sids    SIDs quantized from the text embedding alone (no sensory part): the SID-source ablation
     no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
     no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
-    more_data    (opt-in) twice align.max_train_samples: does the model gain from more of the training data?
+    more_data    (opt-in) twice align.max_train_samples (the alignment tasks scale with it): more data
 
 Ablation runs live in ``RUN/ablations/<name>`` and share the main run's data, semantics, SIDs and base model
 through symlinks wherever their options are unchanged, so only what differs is recomputed. Every stage is
@@ -40,6 +40,7 @@ Beauty (issue 9; BSARec's protocol, history items masked, set in configs/beauty.
         --work runs/beauty/bench_bucketed --models sasrec --fusions id --seeds 42 43 44 --ks 5 10 20 \\
         --set trim_padding=on          # SASRec, length-bucketed batches (exact, less padding): 3 seeds
     python scripts/bench_pipeline.py --config configs/beauty.yaml --variants full   # then the three ablations
+    python scripts/bench_pipeline.py --config configs/beauty.yaml --variants more_data   # opt-in: 2x the samples
     python scripts/bench_pipeline.py --config configs/beauty.yaml --report-only --name beauty \\
         --baselines-work runs/beauty/bench runs/beauty/bench_bucketed \\
         "random batches, 48-min cut=runs/beauty/bench_sasrec48" --aim "beat BSARec-id"
@@ -65,14 +66,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "text_sids": {"quantize.embedding": "text", "grpo.enabled": False},
     "no_sa_init": {"align.sa_init": False, "grpo.enabled": False},
     "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
-    # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the next-item samples, the rest as is.
-    "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},
+    # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the cap, the rest as is.
+    "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},  # alignment tasks scale too
 }
 DEFAULT_VARIANTS = ("full", "text_sids", "no_sa_init", "no_ts_align")
 LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
           "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
           "no_ts_align/sft": "generative: SFT, no TS-Align",
-          "more_data/sft": "generative: SFT, 2x next-item samples"}
+          "more_data/sft": "generative: SFT, 2x training examples"}
 SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
 
 log = logging.getLogger("bench_pipeline")
