@@ -272,7 +272,6 @@ def _paired_vs_best_baseline(baselines: dict[str, list[Path]], data, split: str)
     paired t-test p-value: tells a real gap between two backbones from test-set noise."""
     import numpy as np
 
-    from sidrec.eval.compare import paired_pvalue
     from sidrec.eval.evaluator import aligned_ranks
     from sidrec.eval.metrics import per_sample_metrics
 
@@ -283,10 +282,7 @@ def _paired_vs_best_baseline(baselines: dict[str, list[Path]], data, split: str)
     if len(per) < 2:
         return {}
     best = max(per, key=lambda n: per[n]["HR@10"].mean())
-    return {"reference": best,
-            "rows": {name: {m: {"delta": float(per[name][m].mean() - per[best][m].mean()),
-                                "p": paired_pvalue(per[name][m], per[best][m])} for m in ("HR@10", "NDCG@10")}
-                     for name in per if name != best}}
+    return {"reference": best, "rows": {name: _paired(per[name], per[best]) for name in per if name != best}}
 
 
 def _check_sids(root: Path) -> dict[str, Any]:
@@ -298,17 +294,21 @@ def _check_sids(root: Path) -> dict[str, Any]:
 
 def _paired_vs_sft(generative: dict, data, split: str) -> dict[str, dict]:
     """Each generative model's change vs the full SFT model, per metric, with a paired t-test p-value."""
-    from sidrec.eval.compare import paired_pvalue
     from sidrec.eval.evaluator import aligned_ranks
     from sidrec.eval.metrics import per_sample_metrics
 
     if "full/sft" not in generative:
         return {}
     per = {key: per_sample_metrics(aligned_ranks(path, data, split)[0], KS) for key, (path, _) in generative.items()}
-    ref = per["full/sft"]
-    return {LABELS[key]: {m: {"delta": float(per[key][m].mean() - ref[m].mean()),
-                              "p": paired_pvalue(per[key][m], ref[m])} for m in ("HR@10", "NDCG@10")}
-            for key in per if key != "full/sft"}
+    return {LABELS[key]: _paired(per[key], per["full/sft"]) for key in per if key != "full/sft"}
+
+
+def _paired(ours: dict, ref: dict) -> dict[str, dict[str, float]]:
+    """Mean change of per-sample HR@10 / NDCG@10 vs ``ref`` over the same samples, with a paired t-test p-value."""
+    from sidrec.eval.compare import paired_pvalue
+
+    return {m: {"delta": float(ours[m].mean() - ref[m].mean()), "p": paired_pvalue(ours[m], ref[m])}
+            for m in ("HR@10", "NDCG@10")}
 
 
 def _mean_report(reports: list[dict]) -> dict:
@@ -394,7 +394,8 @@ def report(args) -> dict:
            "data_stats": json.loads((main_root / "data" / "stats.json").read_text()),
            "rows": rows, "generative": details, "baselines": baselines,
            "best_fusion": {m: f for m, (f, _) in best_fusion.items()}, "headline_model": head,
-           "hr10_ratio": ratio, "aim": args.aim, "paired_vs_full_sft": paired, "paired_vs_best_baseline": paired_baselines}
+           "hr10_ratio": ratio, "aim": args.aim, "paired_vs_full_sft": paired,
+           "paired_vs_best_baseline": paired_baselines}
     notes = Path(args.notes) if args.notes else Path(args.out) / f"{out['benchmark']}_notes.md"
     out["notes"] = notes.read_text() if notes.is_file() else None
     write_report(Path(args.out), out["benchmark"], out, markdown(out))
@@ -432,19 +433,12 @@ def markdown(r: dict) -> str:
     if r.get("aim"):
         lines.append(f"- The aim: {r['aim']}.")
     if r.get("paired_vs_full_sft"):
-        lines += ["", "Each generative variant against the full SFT model (paired t-test over the same samples):", "",
-                  "| model | ΔHR@10 | p | ΔNDCG@10 | p |", "|---|---|---|---|---|"]
-        for name, v in r["paired_vs_full_sft"].items():
-            lines.append(f"| {name} | {v['HR@10']['delta']:+.4f} | {v['HR@10']['p']:.3g} | "
-                         f"{v['NDCG@10']['delta']:+.4f} | {v['NDCG@10']['p']:.3g} |")
+        lines += _paired_table("Each generative variant against the full SFT model (paired t-test over the same "
+                               "samples):", r["paired_vs_full_sft"])
     if r.get("paired_vs_best_baseline"):
         v = r["paired_vs_best_baseline"]
-        lines += ["", f"Each baseline against the strongest, {v['reference']} (paired t-test over the same samples; "
-                      "per-sample metrics averaged over seeds):", "",
-                  "| model | ΔHR@10 | p | ΔNDCG@10 | p |", "|---|---|---|---|---|"]
-        for name, d in v["rows"].items():
-            lines.append(f"| {name} | {d['HR@10']['delta']:+.4f} | {d['HR@10']['p']:.3g} | "
-                         f"{d['NDCG@10']['delta']:+.4f} | {d['NDCG@10']['p']:.3g} |")
+        lines += _paired_table(f"Each baseline against the strongest, {v['reference']} (paired t-test over the same "
+                               "samples; per-sample metrics averaged over seeds):", v["rows"])
     lines += ["", "Generative models:", ""]
     for key, g in r["generative"].items():
         s = g["sft"]
@@ -459,6 +453,14 @@ def markdown(r: dict) -> str:
     if r["overrides"]:
         lines.append(f"Overrides: {' '.join(r['overrides'])}")
     return "\n".join(lines) + "\n"
+
+
+def _paired_table(title: str, rows: dict[str, dict]) -> list[str]:
+    lines = ["", title, "", "| model | ΔHR@10 | p | ΔNDCG@10 | p |", "|---|---|---|---|---|"]
+    for name, d in rows.items():
+        lines.append(f"| {name} | {d['HR@10']['delta']:+.4f} | {d['HR@10']['p']:.3g} | "
+                     f"{d['NDCG@10']['delta']:+.4f} | {d['NDCG@10']['p']:.3g} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

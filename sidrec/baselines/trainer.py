@@ -108,7 +108,8 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
     users, seqs = train_sequences(data)
     model = build_model(cfg, data, max_len, seqs, ckpt, device).to(device)
     model.trim_padding = cfg.resolved_trim()
-    done = _finished(summary_path, fingerprint, _budget_free_fingerprint(cfg, data), cfg.max_minutes)
+    budget_free = model_fingerprint(dataclasses.replace(cfg, max_minutes=None), data)
+    done = _finished(summary_path, fingerprint, budget_free, cfg.max_minutes)
     if done and not cfg.force and (ckpt / "best.pt").is_file():
         log.info("%s: reusing the trained model in %s (same options; --force retrains)", cfg.name, ckpt)
         model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device))
@@ -118,7 +119,7 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
         summary = _fit(cfg, data, model, training_rows(cfg, seqs, max_len), max_len, generator, ckpt, device,
                        fingerprint)
         summary["fingerprint"] = fingerprint
-        summary["budget_free_fingerprint"] = _budget_free_fingerprint(cfg, data)
+        summary["budget_free_fingerprint"] = budget_free
     model.eval()
     scores = _score_fn(model)
     quick = {}
@@ -135,10 +136,6 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
     if not summary.get("budget_cut"):
         (ckpt / LAST).unlink(missing_ok=True)  # converged: the resume state is no longer needed
     return out
-
-
-def _budget_free_fingerprint(cfg: BaselineConfig, data: CanonicalData) -> str:
-    return model_fingerprint(dataclasses.replace(cfg, max_minutes=None), data)
 
 
 def _finished(summary_path: Path, fingerprint: str, budget_free: str, max_minutes: float | None) -> dict | None:
