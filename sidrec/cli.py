@@ -31,8 +31,9 @@ COMMANDS: dict[str, str] = {
     "decode": "sidrec.decode.cli:decode",
     "pipeline": "sidrec.pipeline:pipeline_command",
     "explain": "sidrec.pipeline:explain_command",
-    "add-items": "sidrec.serve:add_items_command",
-    "recommend": "sidrec.serve:recommend_command",
+    "add-items": "sidrec.serve.cli:add_items_command",
+    "recommend": "sidrec.serve.cli:recommend_command",
+    "serve": "sidrec.serve.cli:serve_command",
 }
 
 

@@ -8,7 +8,7 @@ sid_keywords.json``) and the sensory attributes it shares with the items in the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,20 @@ def token_keywords(path: Path) -> dict[str, list[str]]:
     raw = json.loads(path.read_text())
     tokens = raw.get("tokens", raw)
     return {t: (v.get("keywords", []) if isinstance(v, Mapping) else list(v)) for t, v in tokens.items()}
+
+
+def item_reasons(item_id: str, sid: str, history: Sequence[str], keywords: Mapping[str, list[str]],
+                 sensory: Mapping[str, Mapping[str, list[str]]]) -> dict[str, Any]:
+    """Why ``item_id`` (SID string ``sid``, e.g. ``"<a_1><b_2><c_3>"``) fits ``history``: ``token_keywords``
+    (up to 6 keywords of each SID token, from :func:`token_keywords`) and ``shared_attributes`` (the sensory
+    ``"facet: value"`` pairs it shares with the history's items, from :func:`load_sensory`)."""
+    from sidrec.sid import SID_TOKEN_RE
+
+    history_pairs = {(f, v) for item in history for f, vals in sensory.get(item, {}).items() for v in vals}
+    pairs = {(f, v) for f, vals in sensory.get(item_id, {}).items() for v in vals}
+    tokens = [m.group(0) for m in SID_TOKEN_RE.finditer(sid)]
+    return {"token_keywords": {t: list(keywords.get(t, []))[:6] for t in tokens},
+            "shared_attributes": sorted(f"{f}: {v}" for f, v in pairs & history_pairs)}
 
 
 def explain(run_dir: str | Path, user_id: str, split: str = "test", model: str | None = None,
@@ -58,16 +72,11 @@ def explain(run_dir: str | Path, user_id: str, split: str = "test", model: str |
     sensory = load_sensory(run / "semantics" / "sensory.jsonl")
     titles = dict(zip(data.items["item_id"], data.items["title"]))
     history = list(samples["history"][row])
-    history_pairs = {(f, v) for item in history for f, vals in sensory.get(item, {}).items() for v in vals}
     items = []
     for rank, item in enumerate(pred.items[:top], start=1):
-        codes = sids.get(item, [])
-        tokens = [f"<{chr(ord('a') + lvl)}_{c}>" for lvl, c in enumerate(codes)]
-        pairs = {(f, v) for f, vals in sensory.get(item, {}).items() for v in vals}
-        items.append({"rank": rank, "item_id": item, "title": titles.get(item, ""), "sid": "".join(tokens),
-                      "token_keywords": {t: keywords.get(t, [])[:6] for t in tokens},
-                      "shared_attributes": sorted(f"{f}: {v}" for f, v in pairs & history_pairs),
-                      "is_target": item == pred.target})
+        sid = "".join(f"<{chr(ord('a') + lvl)}_{c}>" for lvl, c in enumerate(sids.get(item, [])))
+        items.append({"rank": rank, "item_id": item, "title": titles.get(item, ""), "sid": sid,
+                      **item_reasons(item, sid, history, keywords, sensory), "is_target": item == pred.target})
     return {"user_id": user_id, "split": split, "sample_id": sample_id, "predictions": str(pred_file),
             "history": [{"item_id": i, "title": titles.get(i, "")} for i in history], "recommendations": items}
 

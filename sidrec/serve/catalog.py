@@ -1,4 +1,4 @@
-"""Using a finished run: cold-start items (``sidrec add-items``) and ad-hoc recommendations (``sidrec recommend``).
+"""Cold-start items for a finished run (``sidrec add-items``).
 
 ``add-items`` gives items that were never in the catalogue a SID with the *trained* models -- the semantics stage's
 text encoder and sensory student embed them, the quantizer encodes them, a collision is resolved against the SIDs
@@ -7,8 +7,7 @@ contains them), the item table ``RUN/data/items`` and ``RUN/semantics/sensory.js
 is retrained and the SID vocabulary does not change (the codebooks are fixed), so the fine-tuned LLM can emit the
 new SIDs at once. ``RUN/added_items.jsonl`` records what was added.
 
-``recommend`` ranks items for any history (item ids, oldest first) with the run's generative model and the
-constrained torch decoder.
+A running ``sidrec serve`` picks them up on ``POST /reload`` (:meth:`sidrec.serve.Recommender.reload_catalogue`).
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-
-import click
 
 from sidrec.errors import InputError
 
@@ -102,78 +99,3 @@ def add_items(run_dir: str | Path, items_file: str | Path) -> dict[str, list[int
                                             for r, a in zip(rows, attrs)))
     log.info("added %d items with SIDs to %s", len(new), run)
     return new
-
-
-def generative_model_dir(run_dir: str | Path) -> Path:
-    """The run's decoding checkpoint: GRPO's final model when it exists, else SFT's."""
-    run = Path(run_dir)
-    for candidate in (run / "grpo" / "final", run / "sft" / "final"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise InputError("no trained generative model (grpo/final or sft/final): run the pipeline first", run)
-
-
-def recommend_for_history(run_dir: str | Path, history: list[str], topk: int = 10, beams: int = 20,
-                          model_dir: str | Path | None = None) -> list[tuple[str, float]]:
-    """Top-``topk`` ``(item_id, log_prob)`` for one history (item ids, oldest first) by the run's model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sidrec.align.prompts import build_prompts
-    from sidrec.decode import recommend
-    from sidrec.sid import SidTable
-
-    run = Path(run_dir)
-    if not history:
-        raise InputError("empty history: give at least one item id", run)
-    sid_table = SidTable.load(run / "sids")
-    unknown = [i for i in history if i not in sid_table.item_index]
-    if unknown:
-        raise InputError(f"unknown item id(s) {unknown[:5]} (not in {run / 'sids' / 'sids.json'})", run)
-    path = Path(model_dir) if model_dir else generative_model_dir(run)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
-    stats = run / "align" / "stats.json"
-    max_history = json.loads(stats.read_text()).get("max_history") if stats.is_file() else None
-    prompts = build_prompts(tokenizer, [history], sid_table, max_history=max_history)
-    return recommend(model, tokenizer, prompts, sid_table, beams=max(beams, topk), topk=topk)[0]
-
-
-@click.command("add-items")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="run directory (RUN)")
-@click.option("--items", "items_file", required=True, type=click.Path(dir_okay=False),
-              help="JSONL of new items: item_id, title (required), description, brand, categories, price")
-def add_items_command(run_dir: str, items_file: str) -> None:
-    """Give new (cold-start) items SIDs with the trained quantizer, no retraining; they can be recommended at once.
-
-    \b
-    sidrec add-items --run runs/demo --items new_items.jsonl
-    sidrec recommend --run runs/demo --history i0001,i0042 --topk 10
-    """
-    new = add_items(run_dir, items_file)
-    from sidrec.sid import sid_token
-
-    for item, codes in new.items():
-        click.echo(f"{item}\t{''.join(sid_token(lvl, c) for lvl, c in enumerate(codes))}")
-    click.echo(f"{len(new)} items added to {run_dir}")
-
-
-@click.command("recommend")
-@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="run directory (RUN)")
-@click.option("--history", required=True, help="item ids, oldest first, comma-separated")
-@click.option("--topk", default=10, show_default=True, help="items to show")
-@click.option("--beams", default=20, show_default=True, help="beam width (>= topk)")
-@click.option("--model", "model_dir", default=None, help="checkpoint (default: RUN/grpo/final, else RUN/sft/final)")
-def recommend_command(run_dir: str, history: str, topk: int, beams: int, model_dir: str | None) -> None:
-    """Recommend the next items for a history with the run's generative model (constrained decoding)."""
-    from sidrec.data.store import load_data
-
-    items = [h.strip() for h in history.split(",") if h.strip()]
-    ranked = recommend_for_history(run_dir, items, topk=topk, beams=beams, model_dir=model_dir)
-    data = load_data(Path(run_dir) / "data")
-    titles = dict(zip(data.items["item_id"], data.items["title"]))
-    for rank, (item, score) in enumerate(ranked, start=1):
-        click.echo(f"{rank:>3}  {item}  {score:8.3f}  {titles.get(item, '')}")
-
-
-__all__ = ["add_items", "read_new_items", "recommend_for_history"]
