@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import platform
 import subprocess
@@ -51,7 +52,13 @@ def evaluate(units, min_score: float, max_values: int) -> dict:
 
     ex = LexiconExtractor(min_score=min_score, max_values=max_values)
     start = time.perf_counter()
-    per_unit = {u.unit_id: unit_pairs([m for t in u.texts for m in ex.mentions(t)]) for u in units}
+    # A title is read as one (older extractors, scored for the "before" figures, have no such option).
+    reads_titles = "title" in inspect.signature(ex.mentions).parameters
+
+    def mentions(u, k: int, text: str) -> list:
+        return ex.mentions(text, title=u.kind != "review" and k == 0) if reads_titles else ex.mentions(text)
+
+    per_unit = {u.unit_id: unit_pairs([m for k, t in enumerate(u.texts) for m in mentions(u, k, t)]) for u in units}
     per_item = ex.extract_corpus(item_texts(units))
     wall = time.perf_counter() - start
     out = {"per_unit": score_units(per_unit, {u.unit_id: u.labels for u in units}),
@@ -82,7 +89,16 @@ def render(result: dict, before: dict | None) -> str:
              "`../shared/data`. Extractor: `LexiconExtractor` (offline); per item with "
              f"min_score {result['config']['min_score']}, max_values {result['config']['max_values']}.", "",
              "Value match: same facet and equal strings, one containing the other, or a shared content word "
-             "(a number and its unit read as one word). Judgement-only values dropped.", "", head]
+             "(a number and its unit read as one word). Judgement-only values dropped."]
+    if before:
+        lines += ["", f"'Before' is the extractor as it was at commit {before['commit'].split('+')[0]} (before issue 19), "
+                  "scored with this commit's labels and scorer (`git worktree add W "
+                  f"{before['commit'].split('+')[0]}`, copy `sidrec/semantics/devset.py`, this script and the labels "
+                  "into W, run it there with `--name sensory_dev_before`)."]
+        lines += ["", "The extractor's issue-19 changes were made while reading this set's errors: the 'now' rows are "
+                  "development-set figures and overstate what to expect on unseen text (the hidden All_Beauty "
+                  "review set of issue 19 is the honest check)."]
+    lines += ["", head]
     if before:
         b = before["scores"]
         lines += [_row(f"per unit, before ({before['commit']})", b["per_unit"]),

@@ -123,7 +123,7 @@ _STOP = frozenset("a an the of and or with x in on to for very".split())
 
 def _canonical_tokens(value: str) -> set[str]:
     """Content words of a value; a number and its unit become one word (``18 foot`` -> ``18ft``)."""
-    low = value.lower()
+    low = re.sub(r"(?<=[\d\"'a-z])\s*[x×*]\s*(?=[\d.])", " x ", value.lower())
 
     def unit(m: re.Match) -> str:
         number = m.group(1).replace(" ", "-")
@@ -163,28 +163,31 @@ def score_units(predicted: Mapping[str, Mapping[str, Sequence[str]]], gold: Mapp
     """Facet and value precision / recall / F1 of ``predicted`` against ``gold`` (both ``unit -> facet -> values``).
 
     Returns ``{"facet": {...}, "value": {...}, "per_facet": {facet: {facet P/R/F1, value F1}}, "errors": {...}}``;
-    a unit missing from ``predicted`` predicted nothing. Judgement-only values are dropped from both sides.
+    a unit missing from ``predicted`` predicted nothing. A judgement (``pleasant`` / ``unpleasant``) selects its facet
+    (it counts in facet scores) but is dropped from both sides before the values are scored.
     """
     facet_counts = defaultdict(lambda: [0, 0, 0])  # facet -> [tp, n_pred, n_gold]
     value_counts = defaultdict(lambda: [0, 0, 0, 0])  # facet -> [matched_pred, n_pred, matched_gold, n_gold]
     errors: dict[str, list] = {"false_facet": [], "missed_facet": [], "wrong_value": []}
     for unit, gold_pairs in gold.items():
         g, p = _clean(gold_pairs), _clean(predicted.get(unit, {}))
-        for facet in set(g) | set(p):
+        g_facets = {f for f, vs in gold_pairs.items() if vs}
+        p_facets = {f for f, vs in predicted.get(unit, {}).items() if vs}
+        for facet in g_facets | p_facets:
             fc, vc = facet_counts[facet], value_counts[facet]
-            fc[0] += facet in g and facet in p
-            fc[1] += facet in p
-            fc[2] += facet in g
+            fc[0] += facet in g_facets and facet in p_facets
+            fc[1] += facet in p_facets
+            fc[2] += facet in g_facets
             pv, gv = p.get(facet, []), g.get(facet, [])
             vc[0] += sum(any(value_matches(v, t) for t in gv) for v in pv)
             vc[1] += len(pv)
             vc[2] += sum(any(value_matches(v, t) for v in pv) for t in gv)
             vc[3] += len(gv)
-            if facet in p and facet not in g:
-                errors["false_facet"].append([unit, facet, pv])
-            elif facet in g and facet not in p:
-                errors["missed_facet"].append([unit, facet, gv])
-            elif not any(value_matches(v, t) for v in pv for t in gv):
+            if facet in p_facets and facet not in g_facets:
+                errors["false_facet"].append([unit, facet, list(predicted[unit][facet])])
+            elif facet in g_facets and facet not in p_facets:
+                errors["missed_facet"].append([unit, facet, list(gold_pairs[facet])])
+            elif pv and gv and not any(value_matches(v, t) for v in pv for t in gv):
                 errors["wrong_value"].append([unit, facet, pv, gv])
     total_f = [sum(c[i] for c in facet_counts.values()) for i in range(3)]
     total_v = [sum(c[i] for c in value_counts.values()) for i in range(4)]
