@@ -153,3 +153,89 @@ def generate_synthetic(n_users: int = 1000, n_items: int = 300, seed: int = 0, m
                             "text": " ".join(parts), "timestamp": ts})
     return RawDataset(items, reviews, sequences, ground_truth={"attributes": truth},
                       notes=[f"synthetic catalogue: seed {seed}, {n_users} users, {n_items} items"])
+
+
+# ---- a non-circular check of sensory extraction (issue 19) ------------------------------------------------------------
+# The reviews above use FACET_REVIEW_TEMPLATES, from which the offline extractor's first cue rules were written, and
+# only lexicon values: the extractor inverts them by construction. The check below writes reviews from a separate
+# phrasing bank (paraphrases, misspelt facet words, distractor sentences that use facet words in another sense,
+# negated mentions of another value) and draws about a third of the values from HELD_OUT_VALUES, which the
+# extractor's lexicon does not contain (tests/test_sensory_dev.py checks both).
+HELD_OUT_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
+    "Candles": {"scent": ("fig", "tonka", "sea breeze"), "color": ("periwinkle", "terracotta"),
+                "material": ("palm wax",)},
+    "Coffee": {"taste": ("molasses", "toffee", "winey"), "scent": ("bready", "roasty"), "size": ("bulk bag",)},
+    "Headphones": {"sound": ("sibilant", "veiled"), "color": ("gunmetal", "slate"), "material": ("magnesium",)},
+    "Skincare": {"scent": ("yuzu", "oat"), "texture": ("jelly", "balmy"), "feel": ("prickly",)},
+    "Snacks": {"taste": ("vinegary", "ranch", "lime chili"), "texture": ("puffy",), "size": ("party size",)},
+    "Sweaters": {"color": ("oatmeal", "heather", "mulberry"), "material": ("alpaca", "mohair"),
+                 "texture": ("ribbed",)},
+    "Cookware": {"material": ("tri-ply", "soapstone"), "finish": ("seasoned", "speckled"), "size": ("extra deep",)},
+    "Tea": {"taste": ("grassy", "honeyed", "toasty malt"), "scent": ("osmanthus", "hay"), "color": ("straw",)},
+}
+
+PARAPHRASE_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "scent": ("Whiff of {v} the moment you open it.", "Gives off {v} notes all day.", "Smel of {v} is strong.",
+              "Picked up {v} right away from the box.", "Reminds me of {v}, in a good way."),
+    "taste": ("First sip: {v}.", "Really {v} on the palate.", "Flavour leans {v}.", "Tastes kinda {v} to me.",
+              "Lots of {v} going on."),
+    "texture": ("Kind of {v} between the fingers.", "Texure is {v}.", "Comes out {v}.",
+                "Surprisingly {v} once you open it."),
+    "sound": ("Music comes through {v}.", "Pretty {v} for vocals and guitars.", "Sonically it is {v}.",
+              "Overall signature: {v}."),
+    "color": ("Mine came in {v}.", "Picked the {v} one.", "Went with {v} this time.", "Colr: {v}, matches the photo."),
+    "material": ("Built from {v}.", "The body is {v}.", "Real {v}, not a cheap blend.", "Crafted in {v}."),
+    "finish": ("Outside is {v}.", "Surface looks {v}.", "Has this {v} look I like."),
+    "feel": ("Goes on {v}.", "Noticeably {v} after a minute.", "Kind of {v} when it hits the skin."),
+    "size": ("Ordered the {v}.", "Went for {v}.", "The {v} version arrived."),
+}
+NEGATED_TEMPLATES: tuple[str, ...] = ("Not {v} at all, despite the listing.", "There is no {v} in it that I can tell.")
+DISTRACTORS: tuple[str, ...] = (
+    "I felt it was worth every penny.", "Cold weather delayed the delivery.", "Sounds like a good deal to me.",
+    "It rose to the top of my list.", "Small business, fast shipping.", "Got it on a hot day, box was fine.",
+    "My sister has the same one.", "Will order again.",
+)
+
+
+def generate_sensory_check(n_items: int = 300, seed: int = 0, held_out_share: float = 1 / 3,
+                           reviews_per_item: int = 3) -> tuple[list[dict], dict[str, dict[str, str]], set[str]]:
+    """Items with paraphrased reviews and true attributes for the non-circular sensory check.
+
+    Returns ``(items, truth, held_out)``: items are ``{"item_id", "title", "description", "reviews"}``; truth is
+    ``item -> facet -> value``; held_out is the set of values drawn from HELD_OUT_VALUES (about ``held_out_share`` of
+    the item-facet pairs). Titles name the brand and noun only; the description names one value in prose.
+    """
+    rng = np.random.default_rng(seed)
+    items, truth, held = [], {}, set()
+    for idx in range(n_items):
+        cat = CATEGORIES[idx % len(CATEGORIES)]
+        attrs = {}
+        for facet, seen_values in cat.facets.items():
+            pool = HELD_OUT_VALUES[cat.name].get(facet, ())
+            use_held = pool and rng.random() < held_out_share
+            attrs[facet] = str(rng.choice(pool if use_held else seen_values))
+            if use_held:
+                held.add(attrs[facet])
+        item_id = f"H{idx:05d}"
+        noun, brand = str(rng.choice(cat.nouns)), str(rng.choice(cat.brands))
+        facets = list(attrs)
+        reviews = []
+        for _ in range(reviews_per_item):
+            parts = []
+            for j in rng.choice(len(facets), size=int(rng.integers(1, 3)), replace=False):
+                value = attrs[facets[j]]
+                text = str(rng.choice(PARAPHRASE_TEMPLATES[facets[j]])).format(v=value)
+                parts.append(text[0].upper() + text[1:])
+            if rng.random() < 0.4:  # a negated mention of another value of one of the item's facets
+                facet = facets[int(rng.integers(len(facets)))]
+                others = [v for v in cat.facets[facet] if v != attrs[facet]]
+                parts.append(str(rng.choice(NEGATED_TEMPLATES)).format(v=str(rng.choice(others))))
+            parts.append(str(rng.choice(DISTRACTORS)))
+            rng.shuffle(parts)
+            reviews.append(" ".join(parts))
+        lead = facets[int(rng.integers(len(facets)))]
+        description = f"{brand} {noun}. " + str(rng.choice(PARAPHRASE_TEMPLATES[lead])).format(v=attrs[lead])
+        items.append({"item_id": item_id, "title": f"{brand} {noun.title()} #{idx}", "description": description,
+                      "reviews": reviews})
+        truth[item_id] = attrs
+    return items, truth, held
