@@ -114,6 +114,20 @@ def test_torch_and_hf_agree(model, tokenizer, table, backend, beams):
         assert_same_ranking(got, want)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_torch_backend_is_exact_with_four_levels(attention):
+    """Tree attention (the beams of a prompt share its cache row) with deeper SIDs, where a token attends to
+    three ancestors, under both attention implementations that take its 4D mask."""
+    table = random_table(3, n_items=120, codebook=4, n_levels=4)
+    tokenizer = build_tokenizer(table)
+    model = build_tiny_qwen2(len(tokenizer), seed=1)
+    model.config._attn_implementation = attention
+    beams = max_prefixes(table)
+    results = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=30, backend="torch", batch_size=4)
+    for prompt, got in zip(PROMPTS, results):
+        assert_same_ranking(got, exhaustive(model, tokenizer, table, prompt)[:30])
+
+
 def test_pruned_beam_search_is_not_exhaustive_but_sound(model, tokenizer, table):
     """With narrow beams the torch backend may miss items, but every returned score is the item's true score."""
     truth = dict(exhaustive(model, tokenizer, table, PROMPTS[3]))

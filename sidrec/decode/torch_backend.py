@@ -1,11 +1,18 @@
 """The torch backend: exact, level-synchronous constrained beam search over SIDs with the KV cache.
 
 Every SID has exactly ``n_levels`` tokens, so beam search needs no end-of-sequence bookkeeping: the prompt batch is
-prefilled once (only the last position's logits are computed), then there is one decode step per SID level over
-``batch x beams`` rows. At each level, every live beam's allowed children (from the dense trie) are scored with the
-model's full-vocabulary log-probability, and the exact top-``beams`` of ``beams x codebook`` candidates per prompt
-are kept; the KV cache rows follow their parents (``index_select``). The last level needs no forward pass: its
-candidates are ranked directly and the top-``topk`` leaves are the recommended items.
+prefilled once (only the last position's logits are computed), then there is one decode step per SID level. At each
+level, every live beam's allowed children (from the dense trie) are scored with the model's full-vocabulary
+log-probability, and the exact top-``beams`` of ``beams x codebook`` candidates per prompt are kept. The last level
+needs no forward pass: its candidates are ranked directly and the top-``topk`` leaves are the recommended items.
+
+The beams of a prompt share its KV cache row instead of each copying it (tree attention, as speculative decoders
+verify a token tree -- SpecInfer, Miao et al. 2024; Medusa, Cai et al. 2024): a decode step appends the ``beams``
+new tokens of a prompt to its one cache row as ``beams`` query positions, and a 4D attention mask lets each attend
+to the prompt, to its own ancestors among the tokens appended before, and to itself. Each token gets the position
+id it would have in its own sequence. So a step costs ``batch x beams`` query tokens against one copy of the prompt,
+not ``batch x beams`` copies of the prompt cache: the memory traffic of a step no longer grows with
+``beams x prompt length``, which is what made larger batches no cheaper per prompt.
 
 Exactness: when ``beams`` is at least the number of valid prefixes at every level, nothing is pruned and the
 result equals ranking every item by its SID log-probability ``sum_l log p(code_l | prompt, code_<l)`` (the
@@ -55,11 +62,29 @@ def _level_log_probs(logits: torch.Tensor, level_token_ids: torch.Tensor) -> tor
     return logits[:, level_token_ids] - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
+def _tree_mask(prompt_mask: torch.Tensor, ancestors: torch.Tensor, past: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive 4D attention mask ``(batch, 1, width, past + width)`` of one tree-attention decode step.
+
+    ``prompt_mask``: ``(batch, prompt_len)`` 1 for real prompt tokens; ``ancestors``: ``(batch, width, depth)``
+    cache columns of each new token's earlier SID tokens; ``past``: columns in the cache before this step. A new
+    token attends to the real prompt tokens, its ancestors and itself.
+    """
+    batch, width, _ = ancestors.shape
+    prompt_len = prompt_mask.shape[1]
+    allowed = torch.zeros(batch, width, past + width, dtype=torch.bool, device=prompt_mask.device)
+    allowed[:, :, :prompt_len] = prompt_mask.bool()[:, None, :]
+    if ancestors.shape[-1]:
+        allowed.scatter_(2, ancestors, True)
+    allowed[:, :, past:] = torch.eye(width, dtype=torch.bool, device=prompt_mask.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=prompt_mask.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
 @torch.inference_mode()
 def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sid_table: SidTable,
                       sid_token_ids: torch.Tensor, beams: int, topk: int
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Constrained beam search for one left-padded prompt batch.
+    """Constrained beam search for one left-padded prompt batch (tree attention: module docstring).
 
     Args:
         input_ids, attention_mask: ``(batch, prompt_len)`` on the model's device, padded on the left.
@@ -71,6 +96,10 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         ``(items, scores)``, both ``(batch, k)`` with ``k = min(topk, candidates)``: item indices into
         ``sid_table.item_ids`` (``-1`` where fewer valid items exist) and SID log-probabilities (``-inf`` there).
     """
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
+    if attention not in ("sdpa", "eager"):
+        raise ValueError(f"the torch decode backend needs attention that takes a 4D mask (sdpa or eager), the model "
+                         f"uses {attention!r}: load it with attn_implementation='sdpa' or use backend 'hf'")
     device = input_ids.device
     trie = sid_table.trie(device)
     sizes = trie.codebook_sizes
@@ -82,12 +111,14 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     cache = out.past_key_values
     logits = out.logits[:, -1]  # (batch, V)
     del out
+    mask_dtype = next(model.parameters()).dtype
+    past = input_ids.shape[1]  # columns in the cache
+    rows = torch.arange(batch, device=device)[:, None]
 
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)  # (batch, width): trie node of each beam
     score = torch.zeros(batch, 1, device=device)  # (batch, width): SID log-prob so far
     alive = torch.ones(batch, 1, dtype=torch.bool, device=device)  # False for padding beams
-    row_mask = attention_mask
-    prompt_of_row = torch.arange(batch, device=device)
+    ancestors = torch.zeros(batch, 1, 0, dtype=torch.long, device=device)  # (batch, width, level): cache columns
     for level, size in enumerate(sizes):
         width = node.shape[1]
         level_tokens = sid_token_ids[level, :size]  # (C,)
@@ -104,17 +135,16 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
             break
         parent = flat // size  # (batch, k) beam each candidate extends
         code = flat % size
-        source_row = (torch.arange(batch, device=device)[:, None] * width + parent).view(-1)  # (batch * k,)
-        cache.reorder_cache(source_row)  # rows follow their parents (first level: each prompt repeated k times)
-        prompt_of_row = prompt_of_row[source_row]
-        row_mask = torch.cat([row_mask[source_row], row_mask.new_ones(batch * k, 1)], dim=-1)
-        next_token = level_tokens[code].view(-1, 1)  # (batch * k, 1)
-        position = (prompt_len[prompt_of_row] + level).view(-1, 1)
-        out = model(input_ids=next_token, attention_mask=row_mask, position_ids=position, past_key_values=cache,
-                    use_cache=True)
+        ancestors = ancestors[rows, parent]  # (batch, k, level): the parent's path
+        mask = _tree_mask(attention_mask, ancestors, past, mask_dtype)
+        position = (prompt_len[:, None] + level).expand(batch, k)  # each token's position in its own sequence
+        out = model(input_ids=level_tokens[code], attention_mask=mask, position_ids=position,
+                    past_key_values=cache, use_cache=True)
         cache = out.past_key_values
-        logits = out.logits[:, -1]  # (batch * k, V)
+        logits = out.logits.reshape(batch * k, -1)  # (batch * k, V)
         del out
+        ancestors = torch.cat([ancestors, (past + torch.arange(k, device=device)).expand(batch, k)[..., None]], -1)
+        past += k
     items = trie.leaf_item(node).masked_fill(~alive, -1)
     return items, score.masked_fill(~alive, float("-inf"))
 
