@@ -20,6 +20,7 @@ Queries from concurrent requests are decoded together (:mod:`sidrec.serve.batchi
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -102,6 +103,18 @@ def field_name(loc: tuple | list) -> str:
     return name or "body"
 
 
+def validation_message(error: dict, path: str) -> str:
+    """Pydantic's message; for a field the request may not have, the known fields and the nearest one."""
+    if error.get("type") != "extra_forbidden":
+        return error.get("msg", "invalid")
+    loc = error.get("loc", ())
+    model = BatchRequest if path.endswith("/batch") and "users" not in loc[:-1] else RecommendRequest
+    known = list(model.model_fields)
+    near = difflib.get_close_matches(str(loc[-1]) if loc else "", known, n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return f"unknown field; {hint}known: {', '.join(known)}"
+
+
 class BodySizeLimit:
     """ASGI middleware: a request body over ``max_bytes`` gets 413 naming the limit, whether the client declared
     its length (refused before reading) or streams it chunked (refused once the limit is passed)."""
@@ -156,7 +169,7 @@ def create_app(recommender: Recommender, cfg: ServeConfig) -> FastAPI:
         return problem_response(exc.problems, exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         bad_json = [e for e in errors if e.get("type") == "json_invalid"]
         if bad_json:
@@ -164,7 +177,8 @@ def create_app(recommender: Recommender, cfg: ServeConfig) -> FastAPI:
             where = f" at character {e['loc'][-1]}" if len(e.get("loc", ())) > 1 else ""
             reason = (e.get("ctx") or {}).get("error", "not valid JSON")
             return problem_response([("body", f"malformed JSON{where} ({reason})")], 400)
-        return problem_response([(field_name(e.get("loc", ())), e.get("msg", "invalid")) for e in errors], 422)
+        return problem_response([(field_name(e.get("loc", ())), validation_message(e, request.url.path))
+                                 for e in errors], 422)
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
