@@ -259,10 +259,22 @@ def main(args: argparse.Namespace) -> dict:
               "levels": levels, "speedup": {"from_clients": lowest, "to_clients": highest, "requests_per_s": speedup},
               "acceptance": {"zero_failed_or_invalid": all(lv["failed"] == lv["invalid"] == 0 for lv in levels),
                              "speedup_at_least_3x": bool(speedup is not None and speedup >= 3.0)}}
+    report["config"]["run_config"] = _read(run / "config.yaml")
+    model_dir = Path(health["model_dir"])
+    shape = _read(model_dir / "config.json") or {}
+    report["config"]["model"] = {**{k: shape.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size")},
+                                 "prompt_settings": _read(model_dir / "sidrec.json")}
     name = args.name or run.name
     write_report(args.out, f"serve_{name}", report, _markdown(report))
     print(_markdown(report))
     return report
+
+
+def _read(path: Path) -> dict | None:
+    """A JSON or YAML file's contents, None when it is absent."""
+    import yaml
+
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def _markdown(report: dict) -> str:
@@ -271,7 +283,8 @@ def _markdown(report: dict) -> str:
     lines = [f"# `sidrec serve` load benchmark ({report['device']})", "",
              f"{report['date']}, commit {report['commit']}, torch {report['torch']}; run `{cfg['run']}` "
              f"({cfg['catalogue_items']} items), model `{server['model_dir']}`, backend {server['backend']} on "
-             f"{server['device']}, beams {server['beams']}, top-{cfg['topk']}; dynamic batching: max batch "
+             f"{server['device']} ({_model_line(cfg)}), beams {server['beams']}, top-{cfg['topk']}; dynamic "
+             f"batching: max batch "
              f"{server['max_batch']}, max wait {server['max_wait_ms']} ms. Closed-loop clients on 127.0.0.1 cycling "
              f"through {cfg['histories']} `{cfg['split']}` histories; {cfg['warmup']:g} s warm-up, then "
              f"{cfg['seconds']:g} s measured per level. Load average before the run: "
@@ -294,6 +307,16 @@ def _markdown(report: dict) -> str:
                   "answer's item list with the one-client (unbatched) answer for the same history.",
               "", "Command: `python scripts/bench_serve.py " + " ".join(_flags(cfg)) + "`"]
     return "\n".join(lines) + "\n"
+
+
+def _model_line(cfg: dict) -> str:
+    model = cfg.get("model") or {}
+    settings = model.get("prompt_settings") or {}
+    line = (f"Qwen2 {model.get('num_hidden_layers')} layers x {model.get('hidden_size')}, vocab "
+            f"{model.get('vocab_size')}")
+    if settings:
+        line += f", {settings.get('prompt_format')} prompts of up to {settings.get('max_history')} items"
+    return line
 
 
 def _flags(cfg: dict) -> list[str]:
