@@ -204,7 +204,8 @@ async def load_level(host: str, port: int, clients: int, histories: list[list[st
             "mean_ms": round(float(lat.mean()), 2) if len(lat) else None,
             "failed": failed, "invalid": invalid, "problems": reasons,
             "mean_batch": round(queries / batches, 2) if batches else None,
-            "compared_with_1_client": compared, "differ_from_1_client": differ, "_answers": answers}
+            "compared_with_1_client": compared, "differ_from_1_client": differ,
+            "load_average_1min_after": round(os.getloadavg()[0], 2), "_answers": answers}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -289,14 +290,14 @@ def _markdown(report: dict) -> str:
              f"through {cfg['histories']} `{cfg['split']}` histories; {cfg['warmup']:g} s warm-up, then "
              f"{cfg['seconds']:g} s measured per level. Load average before the run: "
              f"{', '.join(map(str, report['load_average_before']))} (the machine is shared; the clients run on it "
-             "too).", "",
+             "too; the last column is the 1-minute load average when the level ended: 2 cores).", "",
              "| clients | requests/s | p50 ms | p95 ms | p99 ms | mean batch | requests | failed | invalid | "
-             "differ from 1-client answer |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "differ from 1-client answer | load average after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for lv in report["levels"]:
         differ = f"{lv['differ_from_1_client']}/{lv['compared_with_1_client']}" if lv["clients"] != 1 else "-"
         lines.append(f"| {lv['clients']} | {lv['requests_per_s']} | {lv['p50_ms']} | {lv['p95_ms']} | "
                      f"{lv['p99_ms']} | {lv['mean_batch']} | {lv['requests']} | {lv['failed']} | {lv['invalid']} | "
-                     f"{differ} |")
+                     f"{differ} | {lv['load_average_1min_after']} |")
     sp = report["speedup"]
     acc = report["acceptance"]
     lines += ["", f"Requests/s at {sp['to_clients']} clients / at {sp['from_clients']} client: "
