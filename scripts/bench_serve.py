@@ -304,8 +304,8 @@ def _markdown(report: dict) -> str:
                   f"**{sp['requests_per_s']}x** (acceptance: >= 3x: {'yes' if acc['speedup_at_least_3x'] else 'no'}); "
                   f"0 failed and 0 invalid at every level: {'yes' if acc['zero_failed_or_invalid'] else 'no'}.",
               "", "Failed: transport error, timeout or a status other than 200. Invalid: not `topk` distinct "
-                  "catalogue items with their own SIDs in decreasing score order. The last column compares each "
-                  "answer's item list with the one-client (unbatched) answer for the same history.",
+                  "catalogue items with their own SIDs in decreasing score order. 'Differ' compares each answer's item "
+                  "list with the one-client (unbatched) answer for the same history.",
               "", "Command: `python scripts/bench_serve.py " + " ".join(_flags(cfg)) + "`"]
     return "\n".join(lines) + "\n"
 
