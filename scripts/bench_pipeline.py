@@ -148,6 +148,15 @@ def variant_config(args, name: str):
     main_root = Path(tree.get("run_dir", "runs/demo"))
     if name != "full":
         tree["run_dir"] = str(main_root / "ablations" / name)
+        if (tree.get("sft") or {}).get("early_stopping_patience") is not None:
+            # Equal optimisation steps in every arm: an ablation trains exactly as many steps as the full run did
+            # (early stopping off; the best validation checkpoint within them is still kept).
+            summary = main_root / "sft" / "sft_summary.json"
+            if not summary.is_file():
+                raise SystemExit(f"variant {name}: {summary} not found: train --variants full first (the "
+                                 "ablations train as many steps as it did)")
+            tree["sft"]["max_steps"] = int(json.loads(summary.read_text())["global_step"])
+            tree["sft"]["early_stopping_patience"] = None
     return resolve(PipelineConfig, overrides=tree), main_root
 
 
@@ -343,8 +352,10 @@ def report(args) -> dict:
         align = json.loads((root / "align" / "stats.json").read_text())
         details[key] = {"sids": _check_sids(root), "sid_embedding": variant_config(args, key.split("/")[0])[0].quantize.get("embedding", "item"),
                         "sa_init": align.get("sa_init"), "train_per_task": align["dataset"]["train"]["per_task"],
+                        "prompt_format": align.get("prompt_format", "instruction"),
                         "sft": {k: sft.get(k) for k in ("global_step", "train_examples", "train_seconds",
                                                          "total_train_seconds", "tokens_per_second", "n_parameters",
+                                                         "epochs", "best_checkpoint", "best_metric",
                                                          "validation")}}
     baselines, baseline_paths = {}, {}
     order = ("sasrec", "bsarec", "gru4rec", "bert4rec", "popularity", "random")
@@ -367,7 +378,9 @@ def report(args) -> dict:
         rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
         baselines[name] = {"folder": str(folder), "seeds": [s for s, _, _ in runs],
                            "valid_ndcg@10": [r["valid"].get("NDCG@10") for _, _, r in runs],
-                           "train_seconds": [r.get("train_seconds") for _, _, r in runs]}
+                           "train_seconds": [r.get("train_seconds") for _, _, r in runs],
+                           "trainable_parameters": next((r.get("trainable_parameters") for _, _, r in runs
+                                                         if r.get("trainable_parameters")), None)}
         if name.partition(" (")[0] not in FLOORS:
             baseline_paths[name] = [path for _, path, _ in runs]
     paired = _paired_vs_sft(generative, data, split)
@@ -439,10 +452,24 @@ def markdown(r: dict) -> str:
         v = r["paired_vs_best_baseline"]
         lines += _paired_table(f"Each baseline against the strongest, {v['reference']} (paired t-test over the same "
                                "samples; per-sample metrics averaged over seeds):", v["rows"])
+    lines += ["", "Cost of every trained row (2-core CPU unless the header says otherwise):", "",
+              "| model | parameters | epochs | wall time (min) | tokens/s |", "|---|---|---|---|---|"]
+    for key, g in r["generative"].items():
+        s = g["sft"]
+        minutes = (s.get("total_train_seconds") or s.get("train_seconds") or 0) / 60
+        epochs = f"{s['epochs']:.1f}" if s.get("epochs") is not None else ""
+        lines.append(f"| {LABELS[key]} | {s.get('n_parameters') or 0:,} | {epochs} | {minutes:.1f} (SFT) | "
+                     f"{s.get('tokens_per_second')} |")
+    for name, b in r["baselines"].items():
+        seconds = [t for t in b.get("train_seconds", []) if t]
+        if seconds:
+            lines.append(f"| {name} | {b.get('trainable_parameters') or 0:,} | | "
+                         f"{sum(seconds) / len(seconds) / 60:.1f} (mean of {len(seconds)}) | |")
     lines += ["", "Generative models:", ""]
     for key, g in r["generative"].items():
         s = g["sft"]
-        lines.append(f"- {LABELS[key]}: SIDs from the `{g['sid_embedding']}` embedding, {g['sids']['unique_sids']} "
+        lines.append(f"- {LABELS[key]}: `{g.get('prompt_format', 'instruction')}` prompt format; SIDs from the "
+                     f"`{g['sid_embedding']}` embedding, {g['sids']['unique_sids']} "
                      f"unique SIDs for {g['sids']['items']} items; SA-Init {g['sa_init']}; training examples "
                      f"{g['train_per_task']}; SFT {s.get('global_step')} steps, "
                      f"{(s.get('total_train_seconds') or s.get('train_seconds') or 0) / 60:.1f} min, "

@@ -39,7 +39,7 @@ def _align(run: Path, name: str, **overrides) -> Path:
     from sidrec.align import AlignConfig, run_align
 
     cfg = AlignConfig(data=str(run / "data"), sids=str(run / "sids"), model=str(run / "base_untied"),
-                      out=str(run / name), valid_samples=40, max_history=5)
+                      out=str(run / name), valid_samples=40, max_history=5, prompt_format="instruction")
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return run_align(cfg)
@@ -200,6 +200,53 @@ def test_ts_align_dataset_has_both_directions_and_the_mixing_ratios(aligned):
     # valid: main task only, with targets for the ranking metrics.
     assert set(ds["valid"]["task"]) == {"next_sid"} and len(ds["valid"]) == 40
     assert [table.item_sid_string(t) for t in ds["valid"]["target"]] == ds["valid"]["completion"]
+
+
+def test_sequence_format_trains_on_each_users_whole_sequence_and_travels_with_the_model(run):
+    import datasets
+    from transformers import AutoTokenizer
+
+    from sidrec.align.prompts import PromptSettings, build_prompts
+    from sidrec.data import load_data
+
+    aligned = _align(run, "align_sequence", prompt_format="auto", ts_align=False)  # auto: a tiny model -> sequence
+    settings = PromptSettings.load(aligned / "model")
+    assert settings == PromptSettings("sequence", "<|im_end|>", 5)
+    assert json.loads((aligned / "stats.json").read_text())["prompt_format"] == "sequence"
+    table = SidTable.load(aligned / "sids")
+    data = load_data(run / "data")
+    ds = datasets.load_from_disk(str(aligned / "dataset"))
+    # One example per training user: the prefix token, then the SIDs of its last 5 training items (loss on all).
+    train = {r["completion"] for r in ds["train"]}
+    expected = {"".join(table.item_sid_string(i) for i in seq[-5:]) + "" for seq in data.train_sequences["item_ids"]}
+    assert len(ds["train"]) == len(data.train_sequences) and train == expected
+    assert set(ds["train"]["prompt"]) == {"<|im_end|>"}
+    # Validation prompts are histories in the same format; the completion is the target's SID.
+    valid = ds["valid"][0]
+    sample = data.split("valid").filter(lambda s: s == valid["sample_id"], input_columns="sample_id")[0]
+    assert valid["prompt"] == "<|im_end|>" + "".join(table.item_sid_string(i) for i in sample["history"][-5:])
+    assert valid["completion"] == table.item_sid_string(sample["target"])
+    # Decoding-side prompts follow the saved settings without being told (format and history window).
+    tokenizer = AutoTokenizer.from_pretrained(aligned / "model")
+    assert build_prompts(tokenizer, [sample["history"]], table) == [valid["prompt"]]
+    ids = tokenizer(valid["prompt"], add_special_tokens=False)["input_ids"]
+    assert len(ids) == 1 + 3 * min(5, len(sample["history"]))  # the prefix, then one token per SID code
+    # An instruction-format model keeps its chat prompts.
+    instr = AutoTokenizer.from_pretrained(_align(run, "align_untied") / "model")
+    assert build_prompts(instr, [sample["history"]], table)[0].startswith("<|im_start|>user\n")
+
+
+def test_prompt_settings_errors(tmp_path):
+    from sidrec.align.prompts import PromptSettings
+    from sidrec.errors import InputError
+
+    assert PromptSettings.load(tmp_path) is None
+    (tmp_path / "sidrec.json").write_text('{"prompt_format": "chat"}')
+    with pytest.raises(InputError, match="sidrec.json.*prompt_format"):
+        PromptSettings.load(tmp_path)
+    (tmp_path / "sidrec.json").write_text("{not json")
+    with pytest.raises(InputError, match="sidrec.json"):
+        PromptSettings.load(tmp_path)
 
 
 def test_title_to_sid_quotes_the_title_of_the_answer(aligned):

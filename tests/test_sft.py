@@ -41,9 +41,18 @@ def align_dir(synthetic_data, tmp_path_factory) -> Path:
 
 
 def _parse(align_dir: Path, out: Path, *flags: str):
+    """configs/sft/demo.yaml without its early stopping (flags switch it back on), plus ``flags``."""
+    import yaml
+
     from sidrec.train.sft import parse_args
 
-    return parse_args(["--config", str(ROOT / "configs" / "sft" / "demo.yaml"), "--align_dir", str(align_dir),
+    config = yaml.safe_load((ROOT / "configs" / "sft" / "demo.yaml").read_text())
+    for key in ("load_best_model_at_end", "metric_for_best_model", "early_stopping_patience"):
+        config.pop(key)
+    path = out.parent / f"{out.name}_sft.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return parse_args(["--config", str(path), "--align_dir", str(align_dir),
                        "--output_dir", str(out), "--use_cpu", "true", "--report_to", "none",
                        "--disable_tqdm", "true", "--per_device_train_batch_size", "8", "--logging_steps", "1",
                        "--save_total_limit", "null", "--val_samples", "0", *flags])
@@ -141,6 +150,36 @@ def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path
     caplog.clear()
     assert run_sft(*_parse(align_dir, full, *flags)) == final
     assert "skipped" in caplog.text
+
+
+def test_early_stopping_keeps_the_checkpoint_with_the_best_validation_ndcg(align_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from sidrec.train.sft import read_summary, run_sft
+
+    out = tmp_path / "early"
+    final = run_sft(*_parse(align_dir, out, "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "1",
+                            "--eval_strategy", "steps", "--eval_steps", "1", "--val_samples", "12",
+                            "--val_beams", "10", "--learning_rate", "3e-2", "--load_best_model_at_end", "true",
+                            "--metric_for_best_model", "eval_ndcg@10", "--early_stopping_patience", "2"))
+    summary = read_summary(out)
+    scores = [v["eval_ndcg@10"] for v in summary["validation"]]
+    # The metric the trainer selects on is the ranking callback's NDCG@10, and it kept the best evaluation.
+    assert len(scores) == summary["global_step"] and summary["best_metric"] == pytest.approx(max(scores))
+    best_step = int(Path(summary["best_checkpoint"]).name.split("-")[1])
+    assert scores[best_step - 1] == summary["best_metric"]
+    # Early stopping: stopped two evaluations after the last improvement (or ran out of steps).
+    improved = [i for i, v in enumerate(scores) if v > max(scores[:i], default=-1.0)]
+    assert summary["global_step"] == min(12, improved[-1] + 1 + 2)
+    # The saved model is the best checkpoint's weights, not the last step's.
+    best = AutoModelForCausalLM.from_pretrained(summary["best_checkpoint"]).state_dict()
+    saved = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    for key in best:
+        torch.testing.assert_close(best[key], saved[key])
+    with pytest.raises(ConfigError, match="early_stopping_patience"):
+        _parse(align_dir, out, "--early_stopping_patience", "2")
+    with pytest.raises(ConfigError, match="needs val_samples"):
+        _parse(align_dir, out, "--metric_for_best_model", "eval_ndcg@10")
 
 
 def test_lora_trains_embeddings_and_saves_a_merged_model(align_dir, tmp_path):

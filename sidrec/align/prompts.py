@@ -1,6 +1,19 @@
 """Every prompt sidrec shows a model is formatted here, and only here (SFT data, decoding, GRPO rollouts).
 
-A prompt is an instruction (one template per task below) wrapped in the model's chat template as a single user
+Two prompt formats for the main (next-item) task, chosen at the align stage and recorded with the model in
+``sidrec.json`` beside its weights (:class:`PromptSettings`), so every later stage formats prompts the same way:
+
+- ``sequence`` (default for models sidrec builds itself): a user's history is its SIDs after one fixed prefix
+  token (the tokenizer's BOS, else its EOS), ``<|im_end|><a_1><b_2><c_3><a_4>...``. A training example is a
+  user's whole training sequence, and the loss covers every SID token, so every next-item position is supervised
+  in one causal pass (as SASRec trains; GRID and ActionPiece do the same for SIDs). Decoding continues the
+  history with the next SID.
+- ``instruction`` (pretrained instruction LLMs; MiniOneRec compatibility): one chat turn per (history, target)
+  sample, described below.
+
+The TS-Align tasks always use the instruction templates, so SA-Init and TS-Align keep their meaning in both.
+
+An instruction prompt is an instruction (one template per task below) wrapped in the model's chat template as a single user
 turn with the generation prompt appended (``<|im_start|>assistant\\n`` for ChatML models such as Qwen2.5-Instruct).
 A tokenizer without a chat template gets the plain ``"{instruction}\\nResponse:\\n"``. The completion (a SID, a
 title, keywords) follows the prompt directly, so training and inference see exactly the same context.
@@ -15,10 +28,18 @@ with a level-``a`` token, and a separator would cost a token per item.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
+from sidrec.errors import InputError
 from sidrec.sid import SidTable
+
+PromptFormat = Literal["instruction", "sequence"]
+PROMPT_FORMATS: tuple[str, ...] = ("instruction", "sequence")
+SETTINGS_FILE = "sidrec.json"
 
 Task = Literal["next_sid", "titles_next_sid", "sid_to_title", "title_to_sid", "prefix_to_text", "text_to_prefix"]
 TASKS: tuple[str, ...] = ("next_sid", "titles_next_sid", "sid_to_title", "title_to_sid", "prefix_to_text",
@@ -37,6 +58,64 @@ TEMPLATES: dict[str, str] = {
 }
 TITLE_SEP = "; "
 PLAIN_SUFFIX = "\nResponse:\n"
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How a model expects its next-item prompts; saved as ``sidrec.json`` in every model folder sidrec writes.
+
+    ``prompt_format``: ``sequence`` or ``instruction``; ``sequence_prefix``: the token a sequence starts with;
+    ``max_history``: most recent history items shown (``None``: all the dataset keeps).
+    """
+
+    prompt_format: PromptFormat = "instruction"
+    sequence_prefix: str = ""
+    max_history: int | None = None
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, prompt_format: PromptFormat, max_history: int | None) -> PromptSettings:
+        """Settings of a new model: the sequence prefix is the tokenizer's BOS token, else its EOS token."""
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format: expected one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        prefix = tokenizer.bos_token or tokenizer.eos_token or ""
+        if prompt_format == "sequence" and not prefix:
+            raise ValueError("prompt_format sequence needs a tokenizer with a BOS or EOS token")
+        return cls(prompt_format, prefix if prompt_format == "sequence" else "", max_history)
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> PromptSettings | None:
+        """The settings saved in ``model_dir``, or ``None`` when it has none (a model sidrec did not align)."""
+        path = Path(model_dir) / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            settings = cls(**{k: raw[k] for k in ("prompt_format", "sequence_prefix", "max_history") if k in raw})
+        except (ValueError, TypeError) as e:
+            raise InputError(f"unreadable prompt settings: {e}", path) from None
+        if settings.prompt_format not in PROMPT_FORMATS:
+            raise InputError(f"prompt_format: expected one of {PROMPT_FORMATS}, got {settings.prompt_format!r}",
+                             path)
+        return settings
+
+    def save(self, model_dir: str | Path) -> None:
+        from sidrec.artifacts import write_json
+
+        write_json(Path(model_dir) / SETTINGS_FILE, asdict(self))
+
+
+def copy_settings(src_model_dir: str | Path, dst_model_dir: str | Path) -> None:
+    """Carry ``sidrec.json`` from a model folder to one trained from it (nothing when the source has none)."""
+    settings = PromptSettings.load(src_model_dir)
+    if settings is not None:
+        settings.save(dst_model_dir)
+
+
+def settings_of(tokenizer) -> PromptSettings:
+    """The settings saved beside ``tokenizer`` (its ``name_or_path`` folder), else the instruction defaults."""
+    folder = getattr(tokenizer, "name_or_path", None)
+    found = PromptSettings.load(folder) if folder and Path(folder).is_dir() else None
+    return found or PromptSettings()
 
 
 def instruction(task: str, **fields: str) -> str:
@@ -68,20 +147,34 @@ def title_history(history: Sequence[str], titles: Mapping[str, str], max_history
     return TITLE_SEP.join(titles.get(i) or i for i in items)
 
 
+def sequence_text(history: Sequence[str], sid_table: SidTable, settings: PromptSettings,
+                  max_history: int | None = None) -> str:
+    """A history in the ``sequence`` format: the prefix token, then the SIDs of its last ``max_history`` items."""
+    return settings.sequence_prefix + sid_history(history, sid_table, max_history)
+
+
 def build_prompts(tokenizer, histories: Sequence[Sequence[str]], sid_table: SidTable, *args,
                   task: Literal["next_sid", "titles_next_sid"] = "next_sid",
-                  titles: Mapping[str, str] | None = None, max_history: int | None = None) -> list[str]:
+                  titles: Mapping[str, str] | None = None, max_history: int | None = None,
+                  settings: PromptSettings | None = None) -> list[str]:
     """Prompts of the next-item task for a batch of histories (lists of item ids, oldest first).
 
-    ``task="next_sid"`` (default; decoding and GRPO) shows the history as SIDs; ``"titles_next_sid"`` shows it as
-    titles (``titles``: item id -> title) and is one of TS-Align's item-level tasks. The answer the model should
-    produce is ``sid_table.item_sid_string(target)``.
+    ``task="next_sid"`` (default; decoding and GRPO) shows the history as SIDs, in the model's prompt format;
+    ``"titles_next_sid"`` shows it as titles (``titles``: item id -> title) and is one of TS-Align's item-level
+    tasks (always an instruction). The answer the model should produce is ``sid_table.item_sid_string(target)``.
+
+    ``settings`` default to the ``sidrec.json`` beside the tokenizer (:func:`settings_of`); ``max_history``
+    defaults to theirs.
 
     A whole split can be formatted with ``build_prompts(data, split, tokenizer, sid_table)`` as well (the same as
     :func:`split_prompts`): the first argument is then a prepared dataset (``sidrec.data.CanonicalData``).
     """
     if hasattr(tokenizer, "split") and hasattr(tokenizer, "items"):  # build_prompts(data, split, tokenizer, table)
         return split_prompts(tokenizer, histories, sid_table, *args, max_history=max_history)
+    settings = settings or settings_of(tokenizer)
+    max_history = max_history or settings.max_history
+    if task == "next_sid" and settings.prompt_format == "sequence":
+        return [sequence_text(h, sid_table, settings, max_history) for h in histories]
     if task == "next_sid":
         texts = [instruction(task, history=sid_history(h, sid_table, max_history)) for h in histories]
     elif task == "titles_next_sid":

@@ -2,7 +2,8 @@
 
 Writes (atomically, skipped on re-run with the same options)::
 
-    RUN/align/model/            base model + tokenizer with one token per SID code, SA-initialised
+    RUN/align/model/            base model + tokenizer with one token per SID code, SA-initialised, and
+                                sidrec.json (prompt format, sequence prefix, history window)
     RUN/align/dataset/          DatasetDict train (mixed tasks) / valid (main task): prompt, completion, task, ...
     RUN/align/sid_keywords.json keywords and a description per SID token and per SID prefix
     RUN/align/sids/             the SID table the model was aligned to (copy of sids.json and its stats.json)
@@ -46,8 +47,14 @@ class AlignConfig:
     mix_title_to_sid: float = opt(0.15, "examples of 'title -> SID', relative to the main task")
     mix_prefix_to_text: float = opt(0.05, "examples of 'SID prefix -> description + keywords', relative to main")
     mix_text_to_prefix: float = opt(0.05, "examples of 'keywords or description -> SID prefix', relative to main")
-    max_history: int | None = opt(None, "most recent history items in a prompt (default: the dataset's window)")
-    max_train_samples: int | None = opt(None, "cap on main-task training samples (most recent kept)")
+    prompt_format: Literal["auto", "sequence", "instruction"] = opt(
+        "auto", "main-task format: sequence (a user's whole SID sequence, loss on every SID token) or instruction "
+                "(one chat prompt per sample); auto = sequence for a `sidrec model init-tiny` model, instruction "
+                "for a pretrained LLM")
+    max_history: int | None = opt(None, "most recent history items in a prompt or training sequence (default: "
+                                        "the dataset's window)")
+    max_train_samples: int | None = opt(None, "cap on main-task training examples: users in the sequence format, "
+                                              "samples in the instruction format (most recent kept)")
     valid_samples: int = opt(300, "validation samples in the valid set (eval loss, HR@10 callback); 0 = all")
     seed: int = opt(0, "random seed (sampling of auxiliary tasks, shuffling)")
     force: bool = opt(False, "redo even when --out holds the output of the same options")
@@ -112,11 +119,19 @@ def compute_keywords(cfg: AlignConfig, data, sid_table) -> dict:
             "tokens": tokens, "prefixes": prefixes}
 
 
+def resolve_prompt_format(cfg: AlignConfig) -> str:
+    """``cfg.prompt_format`` with ``auto`` resolved: sequence for a model built by ``sidrec model init-tiny``."""
+    if cfg.prompt_format != "auto":
+        return cfg.prompt_format
+    return "sequence" if (Path(cfg.model) / "tiny_model.json").is_file() else "instruction"
+
+
 def run_align(cfg: AlignConfig) -> Path:
     """Run the align stage into ``cfg.out`` (see the module docstring); returns ``cfg.out``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from sidrec.align.prompts import PromptSettings
     from sidrec.align.tokens import add_sid_tokens, sa_init
     from sidrec.align.ts_align import build_align_dataset, describe_dataset
     from sidrec.data import load_data
@@ -145,8 +160,9 @@ def run_align(cfg: AlignConfig) -> Path:
     if cfg.sa_init:
         init_stats = sa_init(model, tokenizer, {t: r["keywords"] for t, r in keywords["tokens"].items()})
     max_history = cfg.max_history or data.stats.get("max_history")
+    settings = PromptSettings.for_tokenizer(tokenizer, resolve_prompt_format(cfg), max_history)
     dataset = build_align_dataset(tokenizer, data, sid_table, keywords["prefixes"], cfg.ratios(), max_history,
-                                  cfg.valid_samples, cfg.max_train_samples, cfg.seed)
+                                  cfg.valid_samples, cfg.max_train_samples, cfg.seed, settings)
     summary = describe_dataset(dataset)
     for task, n in summary["train"]["per_task"].items():
         log.info("align data: %-16s %7d examples", task, n)
@@ -154,6 +170,7 @@ def run_align(cfg: AlignConfig) -> Path:
         with torch.no_grad():
             model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
+        settings.save(tmp / "model")
         dataset.save_to_disk(str(tmp / "dataset"), num_shards={s: 1 for s in dataset})
         write_json(tmp / "sid_keywords.json", keywords)
         src = Path(cfg.sids) / "sids.json" if Path(cfg.sids).is_dir() else Path(cfg.sids)
@@ -163,6 +180,7 @@ def run_align(cfg: AlignConfig) -> Path:
             shutil.copyfile(src.parent / "stats.json", tmp / "sids" / "stats.json")
         write_json(tmp / "stats.json", {"sa_init": init_stats, "n_sid_tokens": len(sid_table.tokens()),
                                         "vocab_size": len(tokenizer), "max_history": max_history,
+                                        "prompt_format": settings.prompt_format,
                                         "dataset": summary})
         write_yaml(tmp / "config.yaml", cfg)
         mark_stage_done(tmp, "align", hash_view)

@@ -50,6 +50,8 @@ class TinyModelConfig:
     intermediate_size: int = opt(512, "MLP inner size")
     max_position_embeddings: int = opt(1024, "longest sequence the model accepts")
     tie_word_embeddings: bool = opt(True, "share input embeddings and LM head (as Qwen2.5-0.5B does)")
+    attention_dropout: float = opt(0.0, "dropout on attention weights (Qwen2's only dropout; regularises small "
+                                        "data)")
     lm_epochs: float = opt(1.0, "causal-LM warm-up epochs on the catalogue text (0 = random init)")
     lm_batch_size: int = opt(32, "warm-up batch size (texts)")
     lm_learning_rate: float = opt(3e-3, "warm-up learning rate")
@@ -70,6 +72,8 @@ class TinyModelConfig:
             p.append("vocab_size: must be >= 300 (256 byte symbols + special tokens + merges)")
         if self.num_layers < 1 or self.lm_epochs < 0:
             p.append("num_layers >= 1 and lm_epochs >= 0 required")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            p.append("attention_dropout: must be in [0, 1)")
         return p
 
 
@@ -125,7 +129,8 @@ def build_model(cfg: TinyModelConfig, vocab_size: int, pad_token_id: int, eos_to
         vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=n_heads, num_key_value_heads=cfg.num_kv_heads,
         head_dim=cfg.head_dim, max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=cfg.tie_word_embeddings, bos_token_id=None, eos_token_id=eos_token_id,
+        tie_word_embeddings=cfg.tie_word_embeddings, attention_dropout=cfg.attention_dropout, bos_token_id=None,
+        eos_token_id=eos_token_id,
         pad_token_id=pad_token_id, use_cache=True,
     )
     torch.manual_seed(cfg.seed)

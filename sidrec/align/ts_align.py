@@ -2,7 +2,9 @@
 
 Tasks (templates in :mod:`sidrec.align.prompts`):
 
-- ``next_sid`` (main): history of SIDs -> next SID, one example per training sample of the split;
+- ``next_sid`` (main), in the model's prompt format: ``sequence`` gives one example per training user, its most
+  recent ``max_history`` training items as SIDs after the prefix token, loss on every SID token (every next-item
+  position at once); ``instruction`` gives one example per training sample of the split (history -> next SID);
 - item level: ``titles_next_sid`` (history of titles -> next SID), ``sid_to_title``, ``title_to_sid``;
 - token level: ``prefix_to_text`` (a SID prefix -> its cluster's description and keywords) and ``text_to_prefix``
   (keywords or description -> the prefix), i.e. every SID token tied, within its prefix, to what its items share.
@@ -20,7 +22,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from sidrec.align.prompts import build_prompts, task_prompts
+from sidrec.align.prompts import PromptSettings, build_prompts, sid_history, task_prompts
 from sidrec.sid import SidTable
 
 COLUMNS = ("prompt", "completion", "task")
@@ -44,17 +46,35 @@ def _rows(prompts: list[str], completions: list[str], task: str, **extra: Sequen
             **{k: list(v) for k, v in extra.items()}}
 
 
-def main_task(tokenizer, samples: datasets.Dataset, sid_table: SidTable, max_history: int | None) -> dict:
-    """``next_sid`` rows for every sample whose target and history items have SIDs (others are dropped)."""
+def main_task(tokenizer, samples: datasets.Dataset, sid_table: SidTable, max_history: int | None,
+              settings: PromptSettings | None = None) -> dict:
+    """``next_sid`` rows (prompt = history, completion = target SID) for every sample whose target and history
+    items have SIDs (others are dropped), in the prompt format of ``settings`` (default: instruction)."""
     known = sid_table.item_index
     all_histories, all_targets, sample_ids = _columns(samples, "history", "target", "sample_id")
     keep = [i for i, (h, t) in enumerate(zip(all_histories, all_targets))
             if t in known and h and all(x in known for x in h)]
     histories = [all_histories[i] for i in keep]
     targets = [all_targets[i] for i in keep]
-    prompts = build_prompts(tokenizer, histories, sid_table, max_history=max_history)
+    prompts = build_prompts(tokenizer, histories, sid_table, max_history=max_history,
+                            settings=settings or PromptSettings())
     return _rows(prompts, [sid_table.item_sid_string(t) for t in targets], "next_sid",
                  sample_id=[int(sample_ids[i]) for i in keep], target=targets)
+
+
+def sequence_task(train_sequences: datasets.Dataset, sid_table: SidTable, settings: PromptSettings,
+                  max_history: int | None, max_users: int | None = None) -> dict:
+    """``next_sid`` rows of the ``sequence`` format: per training user, prompt = the prefix token and completion =
+    the SIDs of the user's most recent ``max_history`` training items (items without a SID left out; users left
+    with none dropped). With ``max_users``, the last ``max_users`` users of the table are kept."""
+    known = sid_table.item_index
+    users, sequences = _columns(train_sequences, "user_id", "item_ids")
+    rows = [(u, [i for i in seq if i in known]) for u, seq in zip(users, sequences)]
+    rows = [(u, seq) for u, seq in rows if seq]
+    if max_users is not None:
+        rows = rows[-max_users:]
+    completions = [sid_history(seq, sid_table, max_history) for _, seq in rows]
+    return _rows([settings.sequence_prefix] * len(rows), completions, "next_sid", user_id=[u for u, _ in rows])
 
 
 def item_tasks(tokenizer, sid_table: SidTable, titles: Mapping[str, str], samples: datasets.Dataset,
@@ -106,18 +126,26 @@ def token_tasks(tokenizer, prefixes: Mapping[str, Mapping[str, Any]], counts: Ma
 
 def build_align_dataset(tokenizer, data, sid_table: SidTable, prefixes: Mapping[str, Mapping[str, Any]],
                         ratios: Mapping[str, float], max_history: int | None = None, valid_samples: int = 300,
-                        max_train_samples: int | None = None, seed: int = 0) -> datasets.DatasetDict:
+                        max_train_samples: int | None = None, seed: int = 0,
+                        settings: PromptSettings | None = None) -> datasets.DatasetDict:
     """The SFT dataset: ``train`` (main task + TS-Align tasks mixed by ``ratios``, shuffled) and ``valid`` (main
     task on a sample of the validation split, with ``sample_id`` and ``target`` for ranking metrics).
 
-    ``ratios`` maps an auxiliary task name to its size relative to the main task (0 = off).
+    ``ratios`` maps an auxiliary task name to its size relative to the main task (0 = off): to the number of
+    training users in the ``sequence`` format, of training samples in the ``instruction`` format.
+    ``max_train_samples`` caps main-task examples (users or samples; the most recent kept).
     """
+    settings = settings or PromptSettings()
     rng = np.random.default_rng(seed)
     train_samples = data.split("train")
-    if max_train_samples is not None and len(train_samples) > max_train_samples:
-        # Keep the most recent samples of the split order (later prefixes carry the longest histories).
-        train_samples = train_samples.select(range(len(train_samples) - max_train_samples, len(train_samples)))
-    main = main_task(tokenizer, train_samples, sid_table, max_history)
+    if settings.prompt_format == "sequence":
+        main = sequence_task(data.train_sequences, sid_table, settings, max_history, max_train_samples)
+    else:
+        if max_train_samples is not None and len(train_samples) > max_train_samples:
+            # Keep the most recent samples of the split order (later prefixes carry the longest histories).
+            train_samples = train_samples.select(range(len(train_samples) - max_train_samples,
+                                                       len(train_samples)))
+        main = main_task(tokenizer, train_samples, sid_table, max_history, settings)
     n_main = len(main["prompt"])
     counts = {task: int(round(ratio * n_main)) for task, ratio in ratios.items()}
     titles = dict(zip(data.items["item_id"], data.items["title"]))
@@ -128,7 +156,7 @@ def build_align_dataset(tokenizer, data, sid_table: SidTable, prefixes: Mapping[
     valid_split = data.split("valid")
     if valid_samples and len(valid_split) > valid_samples:
         valid_split = valid_split.select(np.sort(rng.choice(len(valid_split), valid_samples, replace=False)))
-    valid = datasets.Dataset.from_dict(main_task(tokenizer, valid_split, sid_table, max_history))
+    valid = datasets.Dataset.from_dict(main_task(tokenizer, valid_split, sid_table, max_history, settings))
     return datasets.DatasetDict({"train": train, "valid": valid})
 
 

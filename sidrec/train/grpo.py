@@ -446,7 +446,10 @@ def _save_final(trainer, tokenizer, final: Path) -> None:
     accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))
     if accelerator.is_main_process:
+        from sidrec.align.prompts import copy_settings
+
         tokenizer.save_pretrained(tmp)
+        copy_settings(tokenizer.name_or_path, tmp)  # the prompt format travels with the model
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -61,6 +61,9 @@ class SftArgs:
     val_samples: int = opt(200, "validation samples decoded for HR@10 / NDCG@10 at each evaluation (0 = off)")
     val_beams: int = opt(20, "beam width of the validation decoding")
     val_batch_size: int = opt(32, "prompts per decoding batch during validation")
+    early_stopping_patience: int | None = opt(
+        None, "stop after this many evaluations without a better validation NDCG@10 (needs val_samples > 0, "
+              "load_best_model_at_end and metric_for_best_model: eval_ndcg@10); None = train all epochs")
     force: bool = opt(False, "retrain from scratch even when output_dir holds a finished run or checkpoints")
 
     def problems(self, trainer: SFTConfig | None = None) -> list[str]:
@@ -82,6 +85,15 @@ class SftArgs:
                 p.append("packing: not supported with completion-only prompt/completion data; set false")
             if trainer.max_length is not None and trainer.max_length < 32:
                 p.append("max_length: too short for a prompt with a history (use >= 256)")
+            ranked_metric = str(trainer.metric_for_best_model or "").removeprefix("eval_")
+            if ranked_metric in ("hr@10", "ndcg@10") and self.val_samples == 0:
+                p.append(f"metric_for_best_model {trainer.metric_for_best_model}: needs val_samples > 0")
+            if self.early_stopping_patience is not None:
+                if self.early_stopping_patience < 1:
+                    p.append("early_stopping_patience: must be >= 1")
+                if not trainer.load_best_model_at_end or not trainer.metric_for_best_model:
+                    p.append("early_stopping_patience: set load_best_model_at_end: true and "
+                             "metric_for_best_model: eval_ndcg@10 (the best checkpoint is kept)")
         return p
 
 
@@ -127,7 +139,10 @@ def load_align_dataset(args: SftArgs):
 
 
 def _save_final(trainer, args: SftArgs, tokenizer, out: Path) -> Path:
-    """Write ``out/final`` (model + tokenizer) atomically; LoRA adapters are merged into the base model first."""
+    """Write ``out/final`` (model + tokenizer + ``sidrec.json``) atomically; LoRA adapters are merged into the base
+    model first."""
+    from sidrec.align.prompts import copy_settings
+
     final, tmp = out / "final", out / ".final.tmp"
     accelerator = trainer.accelerator
     if accelerator.is_main_process and tmp.exists():
@@ -144,6 +159,7 @@ def _save_final(trainer, args: SftArgs, tokenizer, out: Path) -> Path:
             shutil.rmtree(tmp)
             merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        copy_settings(_model_path(args), tmp)  # the prompt format travels with the model
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -195,6 +211,11 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
     )
     if ranking is not None:
         ranking.trainer = trainer
+    if args.early_stopping_patience is not None:
+        from transformers import EarlyStoppingCallback
+
+        # Added after the ranking callback, so it sees the validation NDCG@10 that callback adds to the metrics.
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     return trainer, ranking, len(ds["train"])
 
 
@@ -299,6 +320,8 @@ def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step:
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "train_loss": result.metrics.get("train_loss"),
         "validation": validation,
+        "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+        "epochs": trainer.state.epoch,
         "n_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "n_trainable": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "world_size": trainer.accelerator.num_processes,

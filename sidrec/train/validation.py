@@ -106,15 +106,20 @@ class RankingCallback(TrainerCallback):
                  ", ".join(f"{k[5:]} {v:.4f}" for k, v in result.items() if "@" in k))
         return result
 
-    def _report(self, model, state) -> None:
+    def _report(self, model, state) -> dict[str, float] | None:
         if model is None or not self.prompts or state.global_step == self._last_step:
-            return
+            return None
         result = self.evaluate(model, state.global_step, state.epoch)
         if self.trainer is not None:
             self.trainer.log(dict(result))
+        return result
 
-    def on_evaluate(self, args, state, control, model=None, **kwargs):
-        self._report(model, state)
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        result = self._report(model, state)
+        if result is not None and metrics is not None:
+            # The trainer's metrics dict is the one it picks the best checkpoint from (metric_for_best_model:
+            # eval_ndcg@10) and that EarlyStoppingCallback reads after this callback.
+            metrics.update(result)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.at_train_end:
