@@ -8,6 +8,11 @@ ablation, each changing one thing from it and stopping after SFT:
     no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
     no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
     more_data    (opt-in) twice align.max_train_samples (the alignment tasks scale with it): more data
+    seed2/seed3  (opt-in) the full run with SFT and GRPO seeds config seed + 1 / + 2 (same SIDs and base
+                 model): the generative rows then report the mean and sample std over the three seeds
+
+Ablations compare arms at equal optimisation steps: when the config early-stops SFT, each ablation trains exactly
+as many steps as the full run did (early stopping off, the best validation checkpoint within them kept).
 
 Ablation runs live in ``RUN/ablations/<name>`` and share the main run's data, semantics, SIDs and base model
 through symlinks wherever their options are unchanged, so only what differs is recomputed. Every stage is
@@ -68,7 +73,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
     # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the cap, the rest as is.
     "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},  # alignment tasks scale too
+    "seed2": {"sft.seed": ("seed", 1), "grpo.seed": ("seed", 1)},
+    "seed3": {"sft.seed": ("seed", 2), "grpo.seed": ("seed", 2)},
 }
+SEED_VARIANTS = ("seed2", "seed3")
 DEFAULT_VARIANTS = ("full", "text_sids", "no_sa_init", "no_ts_align")
 LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
           "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
@@ -144,11 +152,13 @@ def variant_config(args, name: str):
             if current is None:
                 raise SystemExit(f"variant {name}: {args.config} sets no {key} to change")
             value = value(current)
+        elif isinstance(value, tuple):  # (other key, offset): that key's value plus an offset
+            value = int(_get(tree, value[0]) or 0) + value[1]
         _set(tree, key, value)
     main_root = Path(tree.get("run_dir", "runs/demo"))
     if name != "full":
         tree["run_dir"] = str(main_root / "ablations" / name)
-        if (tree.get("sft") or {}).get("early_stopping_patience") is not None:
+        if name not in SEED_VARIANTS and (tree.get("sft") or {}).get("early_stopping_patience") is not None:
             # Equal optimisation steps in every arm: an ablation trains exactly as many steps as the full run did
             # (early stopping off; the best validation checkpoint within them is still kept).
             summary = main_root / "sft" / "sft_summary.json"
@@ -207,6 +217,11 @@ def train(args) -> None:
             run_pipeline(cfg, until="decode")
             if cfg.grpo.get("enabled", True):
                 decode_sft_too(cfg)
+        elif name in SEED_VARIANTS:
+            link_shared(main_cfg, cfg)
+            run_pipeline(cfg, until="decode")
+            if cfg.grpo.get("enabled", True):
+                decode_sft_too(cfg)
         else:
             if not (Path(main_cfg.run_dir) / "model").is_dir():
                 raise SystemExit(f"{main_cfg.run_dir}/model not found: run --variants full first (it builds the "
@@ -231,6 +246,26 @@ def _generative_predictions(args) -> dict[str, tuple[Path, Path]]:
             if key in LABELS and path.is_file():
                 found[key] = (path, root)
     return found
+
+
+def _seed_runs(args) -> dict[str, list[tuple[Path, Path]]]:
+    """{"grpo"|"sft": [(predictions, run root)]} of the seed2/seed3 repeats of the full run decoded so far."""
+    found: dict[str, list[tuple[Path, Path]]] = {}
+    for name in SEED_VARIANTS:
+        root = Path(variant_config(args, name)[0].run_dir)
+        for model in ("grpo", "sft"):
+            path = root / "predictions" / f"{model}.jsonl"
+            if path.is_file():
+                found.setdefault(model, []).append((path, root))
+    return found
+
+
+def _sft_cost(root: Path) -> dict[str, Any]:
+    """Steps, epochs, time and tokens/s of a run's SFT (its sft_summary.json)."""
+    path = root / "sft" / "sft_summary.json"
+    sft = json.loads(path.read_text()) if path.is_file() else {}
+    return {"run": str(root), **{k: sft.get(k) for k in ("global_step", "epochs", "total_train_seconds",
+                                                         "tokens_per_second", "best_metric")}}
 
 
 def _baseline_predictions(work: Path) -> dict[str, list[tuple[int, Path, dict]]]:
@@ -324,7 +359,8 @@ def _mean_report(reports: list[dict]) -> dict:
     import numpy as np
 
     overall = {k: float(np.mean([r["overall"][k] for r in reports])) for k in reports[0]["overall"]}
-    overall_std = {k: float(np.std([r["overall"][k] for r in reports])) for k in reports[0]["overall"]}
+    overall_std = {k: float(np.std([r["overall"][k] for r in reports], ddof=1)) if len(reports) > 1 else 0.0
+                   for k in reports[0]["overall"]}  # sample std over seeds
     groups = {g: {k: float(np.mean([r["groups"][g][k] for r in reports])) for k in reports[0]["groups"][g]}
               for g in GROUPS}
     return {"overall": overall, "overall_std": overall_std, "groups": groups, "n_samples": reports[0]["n_samples"]}
@@ -344,9 +380,11 @@ def report(args) -> dict:
     if not generative:
         raise SystemExit(f"no generative predictions under {main_root}: train the variants first")
     details: dict[str, dict] = {}
+    seeds = _seed_runs(args)
     for key, (path, root) in generative.items():
-        rows[LABELS[key]] = {**_mean_report([evaluate(path, data, split=split, ks=KS)]), "kind": "generative",
-                             "seeds": 1}
+        runs = [(path, root)] + (seeds.get(key.split("/")[1], []) if key.startswith("full/") else [])
+        rows[LABELS[key]] = {**_mean_report([evaluate(p, data, split=split, ks=KS) for p, _ in runs]),
+                             "kind": "generative", "seeds": len(runs)}
         summary = root / "sft" / "sft_summary.json"
         sft = json.loads(summary.read_text()) if summary.is_file() else {}
         align = json.loads((root / "align" / "stats.json").read_text())
@@ -356,7 +394,8 @@ def report(args) -> dict:
                         "sft": {k: sft.get(k) for k in ("global_step", "train_examples", "train_seconds",
                                                          "total_train_seconds", "tokens_per_second", "n_parameters",
                                                          "epochs", "best_checkpoint", "best_metric",
-                                                         "validation")}}
+                                                         "validation")},
+                        "seed_runs": [_sft_cost(r) for _, r in runs[1:]]}
     baselines, baseline_paths = {}, {}
     order = ("sasrec", "bsarec", "gru4rec", "bert4rec", "popularity", "random")
     fusions = ("id", "asegr", "guided", "said", "llmesr")
@@ -460,6 +499,10 @@ def markdown(r: dict) -> str:
         epochs = f"{s['epochs']:.1f}" if s.get("epochs") is not None else ""
         lines.append(f"| {LABELS[key]} | {s.get('n_parameters') or 0:,} | {epochs} | {minutes:.1f} (SFT) | "
                      f"{s.get('tokens_per_second')} |")
+        for run in g.get("seed_runs", []):
+            run_epochs = f"{run['epochs']:.1f}" if run.get("epochs") is not None else ""
+            lines.append(f"| {LABELS[key]}, {Path(run['run']).name} | {s.get('n_parameters') or 0:,} | {run_epochs} "
+                         f"| {(run.get('total_train_seconds') or 0) / 60:.1f} (SFT) | {run.get('tokens_per_second')} |")
     for name, b in r["baselines"].items():
         seconds = [t for t in b.get("train_seconds", []) if t]
         if seconds:

@@ -31,8 +31,8 @@ class DecodeConfig:
     device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("auto", "model dtype (auto: bf16 on GPU)")
     limit: int | None = opt(None, "decode only the first N samples (smoke runs)")
-    max_history: int | None = opt(None, "most recent history items in a prompt (use the align stage's value; "
-                                         "default: all the dataset keeps)")
+    max_history: int | None = opt(None, "most recent history items in a prompt (default: the model's "
+                                         "sidrec.json, else all the dataset keeps)")
     exclude_history: bool = opt(False, "drop each sample's history items from its list (the S3Rec / FMLP-Rec / "
                                        "BSARec protocol): all `beams` candidates are ranked, history items "
                                        "removed, the first `topk` kept")
