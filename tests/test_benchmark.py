@@ -91,6 +91,18 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     assert more.align == {"sa_init": True, "max_train_samples": 80} and more.grpo["enabled"] is False
     assert bench.make_parser().parse_args(["--config", str(config)]).variants == list(bench.DEFAULT_VARIANTS)
 
+    # An early-stopped config: ablations train exactly as many steps as the full run did; seed repeats do not.
+    early = bench.make_parser().parse_args(["--config", str(config), "--set", "sft.early_stopping_patience=3"])
+    with pytest.raises(SystemExit, match="train --variants full first"):
+        bench.variant_config(early, "no_ts_align")
+    (main_root / "sft").mkdir()
+    (main_root / "sft" / "sft_summary.json").write_text(json.dumps({"global_step": 321}))
+    no_ts, _ = bench.variant_config(early, "no_ts_align")
+    assert no_ts.sft == {"early_stopping_patience": None, "max_steps": 321}
+    seed2, _ = bench.variant_config(early, "seed2")
+    assert seed2.sft == {"early_stopping_patience": 3, "seed": 1}
+    assert seed2.grpo["seed"] == 1 and seed2.run_dir == str(main_root / "ablations" / "seed2")
+
 
 def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_runs(synthetic_data, tmp_path, capsys):
     """bench_baselines: id runs need no semantics folder (a fusion mode does, and says so); a finished run is
