@@ -164,6 +164,21 @@ def test_early_stopping_keeps_the_checkpoint_with_the_best_validation_ndcg(align
         _parse(align_dir, out, "--metric_for_best_model", "eval_ndcg@10")
 
 
+def test_a_time_budget_evaluates_saves_and_stops(align_dir, tmp_path):
+    from sidrec.train.options import fingerprint
+    from sidrec.train.sft import read_summary, run_sft
+
+    out = tmp_path / "budget"
+    flags = ("--max_steps", "50", "--save_strategy", "steps", "--save_steps", "1000", "--eval_strategy", "steps",
+             "--eval_steps", "1000", "--val_samples", "8", "--val_beams", "10")
+    run_sft(*_parse(align_dir, out, "--max_minutes", "0.0001", *flags))
+    summary = read_summary(out)
+    assert summary["global_step"] == 1  # the budget ran out during the first step
+    assert [v["step"] for v in summary["validation"]] == [1] and (out / "checkpoint-1").is_dir()
+    # The budget is not part of what decides whether a run is the same run (a larger one continues it).
+    assert fingerprint("sft", *_parse(align_dir, out, "--max_minutes", "5")) == fingerprint("sft", *_parse(align_dir, out))
+
+
 def test_lora_trains_embeddings_and_saves_a_merged_model(align_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 

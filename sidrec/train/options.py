@@ -71,4 +71,6 @@ def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], 
 def fingerprint(stage: str, args: Any, trainer: Any) -> dict[str, Any]:
     """What the skip / resume check compares: every option that changes the trained model."""
     trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in VOLATILE_TRAINER_FIELDS}
-    return {stage: to_plain(asdict(args) | {"force": False}), "trainer": to_plain(trainer_dict)}
+    # A time budget decides where a run stops, not what it trains: a larger budget continues the same run.
+    own = {k: v for k, v in asdict(args).items() if k != "max_minutes"} | {"force": False}
+    return {stage: to_plain(own), "trainer": to_plain(trainer_dict)}

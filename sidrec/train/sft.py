@@ -53,6 +53,8 @@ class SftArgs:
     model_name_or_path: str | None = opt(None, "model to fine-tune (default: ALIGN_DIR/model, the base model "
                                                "with SID tokens)")
     train_tasks: list[str] = opt([], "train only on these tasks of the align dataset (default: all), e.g. next_sid")
+    max_minutes: float | None = opt(None, "time budget: after this many minutes of training (a resumed run counts "
+                                          "its earlier time) evaluate, save and stop; the best checkpoint is kept")
     use_lora: bool = opt(False, "train LoRA adapters (peft) plus full embed_tokens and lm_head; merged on save")
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
@@ -88,6 +90,8 @@ class SftArgs:
             ranked_metric = str(trainer.metric_for_best_model or "").removeprefix("eval_")
             if ranked_metric in ("hr@10", "ndcg@10") and self.val_samples == 0:
                 p.append(f"metric_for_best_model {trainer.metric_for_best_model}: needs val_samples > 0")
+            if self.max_minutes is not None and self.max_minutes <= 0:
+                p.append("max_minutes: must be > 0")
             if self.early_stopping_patience is not None:
                 if self.early_stopping_patience < 1:
                     p.append("early_stopping_patience: must be >= 1")
@@ -262,6 +266,8 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         write_yaml(out / "config.yaml", fingerprint)
     started = time.perf_counter()
     trainer.add_callback(_progress_callback(started, start_step, earlier))
+    if args.max_minutes is not None:
+        trainer.add_callback(_budget_callback(started - earlier["seconds"], args.max_minutes))
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     final = _save_final(trainer, args, tokenizer, out)
@@ -295,6 +301,24 @@ def _progress_callback(started: float, start_step: int, earlier: dict[str, float
                     "tokens": int(earlier["tokens"]) + _tokens_since(state.log_history, start_step)})
 
     return ProgressCallback()
+
+
+def _budget_callback(started: float, max_minutes: float):
+    """A callback that ends training once ``max_minutes`` have passed, after an evaluation and a checkpoint (so
+    ``load_best_model_at_end`` still chooses among every evaluated step)."""
+    from transformers import TrainerCallback
+
+    class BudgetCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - started > 60 * max_minutes and not control.should_training_stop:
+                log.info("sft: time budget of %.1f min reached at step %d: evaluating, saving, stopping",
+                         max_minutes, state.global_step)
+                control.should_training_stop = True
+                control.should_evaluate = str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no"
+                control.should_save = str(getattr(args.save_strategy, "value", args.save_strategy)) != "no"
+            return control
+
+    return BudgetCallback()
 
 
 def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step: int = 0,
