@@ -1,13 +1,22 @@
 """Benchmark constrained SID decoding: torch backend vs transformers generate (+ prefix_allowed_tokens_fn, and +
-the vectorised trie processor), in users/s, against the prefill-only floor. Results: benchmarks/results/.
+the vectorised trie processor) vs the vllm backend, in users/s, against the prefill-only floor. Results:
+benchmarks/results/.
 
 The same model, prompts and catalogue for every backend in one run. Prompts are SID histories of about
 ``--prompt-tokens`` tokens; the catalogue is ``--n-items`` random unique SIDs of ``--levels`` levels over
 ``--codebook`` codes. The prefill floor is one forward pass of the whole prompt batch (last-position logits only):
 no decoder can beat it, so ``torch users/s / floor users/s`` is the fraction of the ideal reached.
 
-CPU (tiny Qwen2, 2 layers x 64 hidden; a ratio between backends, not absolute speed):
-    python scripts/bench_decode.py --device cpu --model-shape tiny --beams 10 50
+CPU (tiny Qwen2, 2 layers x 64 hidden; a ratio between backends, not absolute speed). The vllm backend needs the
+second environment (.venv-vllm, built by ``bash scripts/test.sh`` or ``source scripts/_env_vllm.sh``), which also
+runs the other backends, so all four share the model, prompts and machine in one run:
+    source scripts/_env_vllm.sh
+    python scripts/bench_decode.py --device cpu --model-shape tiny --beams 10 50 --threads 1 \
+        --backends torch hf hf-prefix-fn vllm
+
+The vllm backend gets the same weights (saved to a temporary folder), float32 on CPU, one engine started before
+timing (not timed), its prefix cache emptied before every timed run (so no run reuses an earlier run's prefill),
+and on CPU an in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0: ~2x faster here than a separate engine process).
 GPU (random-init Qwen2.5-0.5B shape, bf16; the acceptance setting of issue 4):
     python scripts/bench_decode.py --device cuda --model-shape qwen2.5-0.5b --n-prompts 64 --prompt-tokens 200 \\
         --n-items 12000 --levels 3 --codebook 256 --beams 10 50
@@ -16,6 +25,8 @@ GPU (random-init Qwen2.5-0.5B shape, bf16; the acceptance setting of issue 4):
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +37,7 @@ SHAPES = {
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                          num_key_value_heads=2, head_dim=64, vocab_size=151936, tie_word_embeddings=True),
 }
-BACKENDS = ("torch", "hf", "hf-prefix-fn")
+BACKENDS = ("torch", "hf", "hf-prefix-fn", "vllm")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -41,7 +52,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, nargs="+", default=[10, 50])
     p.add_argument("--topk", type=int, default=10, help="items per user (<= beams for the hf backends)")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (all backends)")
-    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=["torch", "hf", "hf-prefix-fn"],
+                   help="vllm needs .venv-vllm (scripts/_env_vllm.sh)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is reported")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,6 +91,7 @@ def main(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_start = round(os.getloadavg()[0], 2)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     rng = np.random.default_rng(args.seed)
@@ -115,16 +128,22 @@ def main(args: argparse.Namespace) -> dict:
 
     prefill()  # warm-up
     prefill_s, _ = _best_time(prefill, device, args.repeats)
+    engine = _vllm_engine(model, tokenizer, dtype, max(prompt_lengths) + args.levels + 8) \
+        if "vllm" in args.backends else None
     rows = []
     for beams in args.beams:
         topk = min(args.topk, beams)
         results = {}
         for backend in args.backends:
-            def run(backend=backend, beams=beams, topk=topk):
-                return recommend(model, tokenizer, prompts, table, beams=beams, topk=topk, backend=backend,
+            decoder = engine if backend == "vllm" else model
+
+            def run(backend=backend, beams=beams, topk=topk, decoder=decoder):
+                if backend == "vllm":
+                    decoder.reset_prefix_cache()  # no timed run reuses the prefill of an earlier one
+                return recommend(decoder, tokenizer, prompts, table, beams=beams, topk=topk, backend=backend,
                                  batch_size=args.batch_size)
 
-            recommend(model, tokenizer, prompts[:2], table, beams=beams, topk=topk, backend=backend)  # warm-up
+            recommend(decoder, tokenizer, prompts[:2], table, beams=beams, topk=topk, backend=backend)  # warm-up
             seconds, ranked = _best_time(run, device, args.repeats)
             valid = sum(item in table.item_index for r in ranked for item, _ in r)
             total = sum(len(r) for r in ranked)
@@ -137,25 +156,34 @@ def main(args: argparse.Namespace) -> dict:
         if "torch" in results:
             for backend, ranked in results.items():
                 same_top1 = np.mean([a[:1] and b[:1] and a[0][0] == b[0][0] for a, b in zip(ranked, results["torch"])])
-                next(r for r in rows if r["beams"] == beams and r["backend"] == backend)["top1_agrees_with_torch"] = \
-                    round(float(same_top1), 4)
+                same_list = np.mean([[i for i, _ in a] == [i for i, _ in b] for a, b in zip(ranked, results["torch"])])
+                row = next(r for r in rows if r["beams"] == beams and r["backend"] == backend)
+                row["top1_agrees_with_torch"] = round(float(same_top1), 4)
+                row["topk_list_equals_torch"] = round(float(same_list), 4)
     floor = len(prompts) / prefill_s
+    for r in rows:
+        r["fraction_of_prefill_floor"] = round(r["users_per_s"] / floor, 4)
     summary = []
     for beams in args.beams:
         by = {r["backend"]: r for r in rows if r["beams"] == beams}
         entry = {"beams": beams}
         if "torch" in by:
             entry["torch_fraction_of_prefill_floor"] = round(by["torch"]["users_per_s"] / floor, 4)
-            for other in ("hf-prefix-fn", "hf"):
+            for other in ("hf-prefix-fn", "hf", "vllm"):
                 if other in by:
                     entry[f"torch_over_{other}"] = round(by["torch"]["users_per_s"] / by[other]["users_per_s"], 2)
         summary.append(entry)
     from sidrec.benchmark import environment
 
-    report = {"benchmark": "decode", **environment(str(device)),
+    # "+dirty" only for changes to what this benchmark runs (others may be editing unrelated files).
+    code = ("sidrec/sid.py", "sidrec/decode/__init__.py", "sidrec/decode/torch_backend.py", "sidrec/decode/tiny.py",
+            "sidrec/decode/hf_backend.py", "sidrec/decode/vllm_backend.py", "scripts/bench_decode.py")
+    report = {"benchmark": "decode", **environment(str(device), dirty_paths=code),
               "config": {**vars(args), "dtype": str(dtype), "model_params": sum(p.numel() for p in model.parameters()),
                          "prompt_tokens_mean": float(np.mean(prompt_lengths)), "n_items": len(table.item_ids)},
               "prefill_floor": {"seconds": round(prefill_s, 4), "users_per_s": round(floor, 2)},
+              "load_average_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+              "versions": _versions(args.backends),
               "results": rows, "summary": summary}
     out = Path(args.out)
     stem = f"decode_{device.type}_{args.model_shape}"
@@ -166,28 +194,65 @@ def main(args: argparse.Namespace) -> dict:
     return report
 
 
+def _vllm_engine(model, tokenizer, dtype, max_model_len: int):
+    """A ``vllm.LLM`` over ``model``'s weights (saved with the tokenizer to a temporary folder), set up by
+    :func:`sidrec.decode.vllm_backend.make_llm`."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from sidrec.decode.vllm_backend import make_llm
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_decode_vllm-"))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return make_llm(str(folder), dtype=str(dtype).removeprefix("torch."), max_model_len=max_model_len)
+
+
+def _versions(backends) -> dict[str, str]:
+    import transformers
+
+    versions = {"transformers": transformers.__version__}
+    if "vllm" in backends:
+        import vllm
+
+        versions["vllm"] = vllm.__version__
+    return versions
+
+
 def _markdown(report: dict) -> str:
     cfg = report["config"]
+    versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
+    load = report.get("load_average_1min")
     lines = [f"# Constrained SID decoding benchmark ({cfg['model_shape']}, {report['device']})", "",
-             f"{report['date']}, commit {report['commit']}, torch {report['torch']}, {cfg['dtype']}, "
+             f"{report['date']}, commit {report['commit']}, torch {report['torch']}"
+             f"{', ' + versions if versions else ''}, {cfg['dtype']}, "
              f"{cfg['model_params']:,} parameters; {cfg['n_prompts']} prompts of ~{cfg['prompt_tokens_mean']:.0f} "
              f"tokens, {cfg['n_items']:,} items, {cfg['levels']} levels x {cfg['codebook']} codes, top-{cfg['topk']}, "
-             f"batch {cfg['batch_size']}, best of {cfg['repeats']}.", "",
+             f"batch {cfg['batch_size']}, best of {cfg['repeats']}"
+             + (f"; machine load average {load['start']} at the start, {load['end']} at the end" if load else "")
+             + ".", "",
              f"Prefill-only floor: {report['prefill_floor']['seconds']} s = "
              f"{report['prefill_floor']['users_per_s']} users/s.", "",
-             "| beams | backend | users/s | seconds | valid items | top-1 = torch |", "|---|---|---|---|---|---|"]
+             "| beams | backend | users/s | of prefill floor | seconds | valid items | top-1 = torch | top-K list = torch |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        lines.append(f"| {r['beams']} | {r['backend']} | {r['users_per_s']} | {r['seconds']} | "
-                     f"{r['valid_items']}/{r['items_returned']} | {r.get('top1_agrees_with_torch', '')} |")
-    lines += ["", "| beams | torch / hf+prefix_fn | torch / hf+processor | torch / prefill floor |", "|---|---|---|---|"]
+        lines.append(f"| {r['beams']} | {r['backend']} | {r['users_per_s']} | {r.get('fraction_of_prefill_floor', '')} | "
+                     f"{r['seconds']} | {r['valid_items']}/{r['items_returned']} | "
+                     f"{r.get('top1_agrees_with_torch', '')} | {r.get('topk_list_equals_torch', '')} |")
+    others = [b for b in ("hf-prefix-fn", "hf", "vllm") if any(f"torch_over_{b}" in s for s in report["summary"])]
+    names = {"hf-prefix-fn": "hf+prefix_fn", "hf": "hf+processor", "vllm": "vllm"}
+    lines += ["", "| beams | " + " | ".join(f"torch / {names[b]}" for b in others) + " | torch / prefill floor |",
+              "|---|" + "---|" * (len(others) + 1)]
     for s in report["summary"]:
-        lines.append(f"| {s['beams']} | {s.get('torch_over_hf-prefix-fn', '')} | {s.get('torch_over_hf', '')} | "
-                     f"{s.get('torch_fraction_of_prefill_floor', '')} |")
+        lines.append(f"| {s['beams']} | " + " | ".join(str(s.get(f"torch_over_{b}", "")) for b in others)
+                     + f" | {s.get('torch_fraction_of_prefill_floor', '')} |")
     lines += ["", "Command: `python scripts/bench_decode.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in cfg.items() if k in ("device", "model_shape", "n_prompts", "prompt_tokens", "n_items", "levels",
-                                         "codebook", "beams", "topk", "batch_size", "repeats", "threads")
-        and v is not None) + "`", ""]
+                                         "codebook", "beams", "topk", "batch_size", "repeats", "threads", "backends")
+        and v is not None) + "`" + (" (in .venv-vllm: `source scripts/_env_vllm.sh`)" if "vllm" in cfg["backends"]
+                                    else ""), ""]
     return "\n".join(lines)
 
 
