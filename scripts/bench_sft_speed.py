@@ -69,6 +69,14 @@ def _tokens(batches: list[dict]) -> int:
     return int(sum(int(b["attention_mask"].sum()) for b in batches))
 
 
+def _sync() -> None:
+    """Wait for queued CUDA work, so a clock reading covers it (nothing to wait for on CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def trl_arm(trainer_factory, n_warmup: int, n_steps: int) -> float:
     """Seconds of ``n_steps`` TRL optimiser steps after ``n_warmup`` untimed ones (one trainer run)."""
     from transformers import TrainerCallback
@@ -77,6 +85,8 @@ def trl_arm(trainer_factory, n_warmup: int, n_steps: int) -> float:
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (n_warmup, n_warmup + n_steps):
+                _sync()
             if state.global_step == n_warmup:
                 marks["start"] = time.perf_counter()
             if state.global_step == n_warmup + n_steps:
@@ -89,17 +99,25 @@ def trl_arm(trainer_factory, n_warmup: int, n_steps: int) -> float:
 
 
 def plain_arm(model_path: str, batches: list[dict], n_warmup: int, trainer_args) -> float:
-    """Seconds of a plain AdamW loop over ``batches[n_warmup:]`` (after ``batches[:n_warmup]`` untimed)."""
+    """Seconds of a plain AdamW loop over ``batches[n_warmup:]`` (after ``batches[:n_warmup]`` untimed), with the
+    trainer's device and weight dtype (bf16 weights on a GPU when ``bf16``, as the SFT stage loads them; fused
+    AdamW there)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    cuda = torch.cuda.is_available() and not trainer_args.use_cpu
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if trainer_args.bf16 and cuda else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer_args.learning_rate,
-                                  weight_decay=trainer_args.weight_decay)
+                                  weight_decay=trainer_args.weight_decay, fused=cuda)
+    batches = [{k: v.to(device) for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")}
+               for b in batches]
     start = 0.0
     for step, batch in enumerate(batches):
         if step == n_warmup:
+            _sync()
             start = time.perf_counter()
         loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                      labels=batch["labels"]).loss
@@ -107,6 +125,7 @@ def plain_arm(model_path: str, batches: list[dict], n_warmup: int, trainer_args)
         torch.nn.utils.clip_grad_norm_(model.parameters(), trainer_args.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    _sync()
     return time.perf_counter() - start
 
 
