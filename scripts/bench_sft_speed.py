@@ -26,7 +26,8 @@ from pathlib import Path
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--align", required=True, help="RUN/align folder (model/, dataset/, sids/)")
-    p.add_argument("--config", default=None, help="SFT options YAML (SftArgs + SFTConfig keys), as for `sidrec sft`")
+    p.add_argument("--config", default=None, help="SFT options YAML (SftArgs + SFTConfig keys), as for `sidrec sft`, "
+                   "or a pipeline config (its sft section is used)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="option overrides, e.g. "
                    "per_device_train_batch_size=64")
     p.add_argument("--steps", type=int, default=30, help="timed optimiser steps per arm and round")
@@ -42,6 +43,8 @@ def _options(args, output_dir: str) -> dict:
     import yaml
 
     options = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    if isinstance(options.get("sft"), dict):  # a pipeline config: its sft section
+        options = dict(options["sft"])
     for item in args.set:
         key, _, value = item.partition("=")
         options[key] = yaml.safe_load(value)

@@ -69,6 +69,16 @@ def test_loss_is_on_completions_only(align_dir, tmp_path):
     shift = batch["labels"][:, 1:]
     manual = torch.nn.functional.cross_entropy(logits[:, :-1][shift != -100], shift[shift != -100])
     torch.testing.assert_close(out.loss, manual, rtol=1e-4, atol=1e-5)
+    # sidrec's trainer computes that loss with the model's own cross-entropy; TRL's fused LM head gives the same.
+    from trl import SFTTrainer
+
+    assert type(trainer).__name__ == "ModelLossSFTTrainer"
+    ours = trainer.compute_loss(model, dict(batch))
+    theirs = SFTTrainer.compute_loss(trainer, model, dict(batch))
+    torch.testing.assert_close(ours, manual, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    plain, _, _ = build_trainer(*_parse(align_dir, tmp_path / "sft_trl", "--model_loss", "false"))
+    assert type(plain) is SFTTrainer
 
 
 def test_train_tasks_restricts_the_training_data(align_dir, tmp_path):
