@@ -24,7 +24,7 @@ TINY = {
     "model": {"tiny": {"vocab_size": 600, "hidden_size": 64, "num_layers": 1, "intermediate_size": 128,
                        "lm_epochs": 0}},
     "align": {"valid_samples": 20, "max_history": 8},
-    "sft": {"num_train_epochs": 2, "per_device_train_batch_size": 16, "learning_rate": 3.0e-3, "max_length": 256,
+    "sft": {"num_train_epochs": 10, "per_device_train_batch_size": 16, "learning_rate": 3.0e-3, "max_length": 256,
             "save_strategy": "steps", "save_steps": 8, "save_total_limit": 2, "eval_strategy": "no",
             "val_samples": 0, "logging_steps": 4, "report_to": "none", "disable_tqdm": True},
     "grpo": {"enabled": False},
