@@ -28,6 +28,7 @@ with a level-``a`` token, and a separator would cost a token per item.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -114,8 +115,16 @@ def copy_settings(src_model_dir: str | Path, dst_model_dir: str | Path) -> None:
 def settings_of(tokenizer) -> PromptSettings:
     """The settings saved beside ``tokenizer`` (its ``name_or_path`` folder), else the instruction defaults."""
     folder = getattr(tokenizer, "name_or_path", None)
-    found = PromptSettings.load(folder) if folder and Path(folder).is_dir() else None
-    return found or PromptSettings()
+    path = Path(folder) / SETTINGS_FILE if folder else None
+    if path is None or not path.is_file():
+        return PromptSettings()
+    return _cached_settings(str(path.parent.resolve()), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_settings(folder: str, mtime_ns: int) -> PromptSettings:
+    """One read per settings file and version (a server formats prompts on every request)."""
+    return PromptSettings.load(folder) or PromptSettings()
 
 
 def instruction(task: str, **fields: str) -> str:
