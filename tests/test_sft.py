@@ -130,6 +130,8 @@ def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path
     assert resumed_summary["loss_first"] == summary["loss_first"]  # the history came back with the checkpoint
     assert [v["step"] for v in resumed_summary["validation"]] == [3]
     # The cost of the whole run survives the resume: the checkpoint carried the earlier time and tokens.
+    # Every checkpoint is a model folder in the model's prompt format (its sidrec.json came along).
+    assert (broken / "checkpoint-2" / "sidrec.json").read_text() == (align_dir / "model" / "sidrec.json").read_text()
     earlier = json.loads((broken / "checkpoint-2" / "sidrec_progress.json").read_text())
     assert 0 < earlier["tokens"] < summary["tokens"] and earlier["seconds"] > 0
     assert resumed_summary["total_tokens"] == earlier["tokens"] + resumed_summary["tokens"] == summary["tokens"]

@@ -296,7 +296,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     if trainer.accelerator.is_main_process:
         write_yaml(out / "config.yaml", fingerprint)
     started = time.perf_counter()
-    trainer.add_callback(_progress_callback(started, start_step, earlier))
+    trainer.add_callback(_progress_callback(started, start_step, earlier, _model_path(args)))
     if args.max_minutes is not None:
         trainer.add_callback(_budget_callback(started - earlier["seconds"], args.max_minutes))
     result = trainer.train(resume_from_checkpoint=resume)
@@ -318,18 +318,24 @@ def _tokens_since(history: list[dict], start_step: int) -> int:
     return int(max((r.get("num_tokens", 0) for r in history if r.get("step", 0) > start_step), default=0))
 
 
-def _progress_callback(started: float, start_step: int, earlier: dict[str, float]):
+def _progress_callback(started: float, start_step: int, earlier: dict[str, float], model_dir: str | None = None):
     """A callback that stores the run's cumulative training time and tokens in every checkpoint it saves
     (``sidrec_progress.json``), so the summary of a resumed run reports the whole run's cost, not only the
-    last process's."""
+    last process's; with ``model_dir``, it also copies that model's ``sidrec.json`` into the checkpoint, so a
+    checkpoint decodes in the model's prompt format."""
     from transformers import TrainerCallback
+
+    from sidrec.align.prompts import copy_settings
 
     class ProgressCallback(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                write_json(Path(args.output_dir) / f"checkpoint-{state.global_step}" / PROGRESS_FILE, {
+                checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                write_json(checkpoint / PROGRESS_FILE, {
                     "seconds": round(earlier["seconds"] + time.perf_counter() - started, 1),
                     "tokens": int(earlier["tokens"]) + _tokens_since(state.log_history, start_step)})
+                if model_dir is not None:
+                    copy_settings(model_dir, checkpoint)
 
     return ProgressCallback()
 
