@@ -8,8 +8,9 @@ ablation, each changing one thing from it and stopping after SFT:
     no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
     no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
     more_data    (opt-in) twice align.max_train_samples (the alignment tasks scale with it): more data
-    rq_kmeans    (opt-in) SIDs from faiss residual k-means instead of the RQ-VAE (same embedding, levels, codes)
-    dedup_level  (opt-in) colliding items get a 4th SID level instead of being reassigned to a free last code
+    rq_kmeans    (opt-in) faiss residual k-means SIDs, colliding items reassigned (same embedding, levels, codes)
+    dedup_level  (opt-in) RQ-VAE SIDs, colliding items told apart by a 4th SID level
+    reassign     (opt-in) RQ-VAE SIDs, colliding items reassigned to a free last-level code (no 4th level)
     seed2/seed3  (opt-in) the full run with SFT and GRPO seeds config seed + 1 / + 2 (same SIDs and base
                  model): the generative rows then report the mean and sample std over the three seeds
 
@@ -75,8 +76,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
     # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the cap, the rest as is.
     "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},  # alignment tasks scale too
-    "rq_kmeans": {"quantize.method": "rq-kmeans", "grpo.enabled": False},
-    "dedup_level": {"quantize.collision": "extra_level", "grpo.enabled": False},
+    # The SID comparison (each arm names both choices, whatever the config's own):
+    "rq_kmeans": {"quantize.method": "rq-kmeans", "quantize.collision": "reassign", "grpo.enabled": False},
+    "dedup_level": {"quantize.method": "rqvae", "quantize.collision": "extra_level", "grpo.enabled": False},
+    "reassign": {"quantize.method": "rqvae", "quantize.collision": "reassign", "grpo.enabled": False},
     "seed2": {"sft.seed": ("seed", 1), "grpo.seed": ("seed", 1)},
     "seed3": {"sft.seed": ("seed", 2), "grpo.seed": ("seed", 2)},
 }
@@ -87,7 +90,8 @@ LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: S
           "no_ts_align/sft": "generative: SFT, no TS-Align",
           "more_data/sft": "generative: SFT, 2x training examples",
           "rq_kmeans/sft": "generative: SFT, rq-kmeans SIDs", "dedup_level/sft": "generative: SFT, 4th SID level "
-                                                                              "for collisions"}
+                                                                              "for collisions",
+          "reassign/sft": "generative: SFT, colliding items reassigned"}
 SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
 
 log = logging.getLogger("bench_pipeline")
