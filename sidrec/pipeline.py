@@ -198,9 +198,19 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
+# Options that decide where a run stops, not what it trains: a larger time budget continues the same run.
+VOLATILE_OPTIONS = ("max_minutes",)
+
+
+def _without_volatile(section: Any) -> Any:
+    if isinstance(section, dict):
+        return {k: v for k, v in section.items() if k not in VOLATILE_OPTIONS}
+    return section
+
+
 def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
-    """Hash per stage over its own sections and its upstream stages' hashes."""
-    values = dataclasses.asdict(cfg)
+    """Hash per stage over its own sections (time budgets left out) and its upstream stages' hashes."""
+    values = {k: _without_volatile(v) for k, v in dataclasses.asdict(cfg).items()}
     hashes: dict[str, str] = {}
     for stage in STAGES:
         hashes[stage] = config_hash({"sections": {s: values[s] for s in STAGE_SECTIONS[stage]},

@@ -202,3 +202,17 @@ def test_every_shipped_config_resolves(path):
         assert not problems, problems
     else:
         pytest.fail(f"no check for configs/{part}")
+
+
+def test_a_time_budget_does_not_change_what_a_stage_is():
+    """sft.max_minutes decides where training stops, not what it trains: a changed budget resumes the same run,
+    while any other changed option redoes the stage."""
+    from sidrec.config import resolve
+    from sidrec.pipeline import PipelineConfig, stage_hashes
+
+    base = resolve(PipelineConfig, overrides={**TINY, "sft": {**TINY["sft"], "max_minutes": 30}})
+    longer = resolve(PipelineConfig, overrides={**TINY, "sft": {**TINY["sft"], "max_minutes": 55}})
+    other = resolve(PipelineConfig, overrides={**TINY, "sft": {**TINY["sft"], "learning_rate": 1e-3}})
+    assert stage_hashes(base) == stage_hashes(longer)
+    assert stage_hashes(base)["sft"] != stage_hashes(other)["sft"]
+    assert stage_hashes(base)["align"] == stage_hashes(other)["align"]
