@@ -186,7 +186,7 @@ def sft(args: argparse.Namespace) -> dict:
         rate = tokens / min(times)
         achieved = 6 * engine["matmul_parameters"] * rate
         arms[arm] = {"seconds": [round(t, 3) for t in times], "tokens_per_s": round(rate, 1),
-                     "tflops": round(achieved / 1e12, 2), "mfu": round(achieved / peak, 4) if peak else None}
+                     "tflops": float(f"{achieved / 1e12:.3g}"), "mfu": round(achieved / peak, 4) if peak else None}
     part = {"tag": args.tag, "device": device, "deepspeed": deepspeed, **engine, "batch_size": args.batch_size,
             "seq_len": seq_len, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
             "tokens_per_round": tokens, "peak_flops": peak, "arms": arms,
