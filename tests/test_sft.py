@@ -181,8 +181,10 @@ def test_a_time_budget_evaluates_saves_and_stops(align_dir, tmp_path):
     from sidrec.train.sft import read_summary, run_sft
 
     out = tmp_path / "budget"
-    flags = ("--max_steps", "50", "--save_strategy", "steps", "--save_steps", "1000", "--eval_strategy", "steps",
-             "--eval_steps", "1000", "--val_samples", "8", "--val_beams", "10")
+    # Per-epoch evaluation and best-checkpoint selection: a stop mid-epoch evaluates at the stop and again at the
+    # epoch's end, at the same step, and the trainer must find the ranking metric both times.
+    flags = ("--num_train_epochs", "3", "--save_strategy", "epoch", "--eval_strategy", "epoch", "--val_samples", "8",
+             "--val_beams", "10", "--load_best_model_at_end", "true", "--metric_for_best_model", "eval_ndcg@10")
     run_sft(*_parse(align_dir, out, "--max_minutes", "0.0001", *flags))
     summary = read_summary(out)
     assert summary["global_step"] == 1  # the budget ran out during the first step

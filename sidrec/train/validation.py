@@ -107,8 +107,12 @@ class RankingCallback(TrainerCallback):
         return result
 
     def _report(self, model, state) -> dict[str, float] | None:
-        if model is None or not self.prompts or state.global_step == self._last_step:
+        if model is None or not self.prompts:
             return None
+        if state.global_step == self._last_step:
+            # A second evaluation at the same step (a run stopped mid-epoch evaluates again at the epoch's end):
+            # the model has not changed, so the trainer gets the same metrics again, not a missing key.
+            return dict(self.history[-1]) if self.history else None
         result = self.evaluate(model, state.global_step, state.epoch)
         if self.trainer is not None:
             self.trainer.log(dict(result))
@@ -117,6 +121,7 @@ class RankingCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         result = self._report(model, state)
         if result is not None and metrics is not None:
+            result = {k: v for k, v in result.items() if k.startswith("eval_")}
             # The trainer's metrics dict is the one it picks the best checkpoint from (metric_for_best_model:
             # eval_ndcg@10) and that EarlyStoppingCallback reads after this callback.
             metrics.update(result)
