@@ -403,7 +403,7 @@ def report(args) -> dict:
                         "prompt_format": align.get("prompt_format", "instruction"),
                         "sft": {k: sft.get(k) for k in ("global_step", "train_examples", "train_seconds",
                                                          "total_train_seconds", "tokens_per_second", "n_parameters",
-                                                         "epochs", "best_checkpoint", "best_metric",
+                                                         "total_tokens", "epochs", "best_checkpoint", "best_metric",
                                                          "validation")},
                         "seed_runs": [_sft_cost(r) for _, r in runs[1:]]}
     baselines, baseline_paths = {}, {}
@@ -507,8 +507,8 @@ def markdown(r: dict) -> str:
         s = g["sft"]
         minutes = (s.get("total_train_seconds") or s.get("train_seconds") or 0) / 60
         epochs = f"{s['epochs']:.1f}" if s.get("epochs") is not None else ""
-        lines.append(f"| {LABELS[key]} | {s.get('n_parameters') or 0:,} | {epochs} | {minutes:.1f} (SFT) | "
-                     f"{s.get('tokens_per_second')} |")
+        rate = _tokens_per_second(s)
+        lines.append(f"| {LABELS[key]} | {s.get('n_parameters') or 0:,} | {epochs} | {minutes:.1f} (SFT) | {rate} |")
         for run in g.get("seed_runs", []):
             run_epochs = f"{run['epochs']:.1f}" if run.get("epochs") is not None else ""
             lines.append(f"| {LABELS[key]}, {Path(run['run']).name} | {s.get('n_parameters') or 0:,} | {run_epochs} "
@@ -526,13 +526,20 @@ def markdown(r: dict) -> str:
                      f"unique SIDs for {g['sids']['items']} items; SA-Init {g['sa_init']}; training examples "
                      f"{g['train_per_task']}; SFT {s.get('global_step')} steps, "
                      f"{(s.get('total_train_seconds') or s.get('train_seconds') or 0) / 60:.1f} min, "
-                     f"{s.get('tokens_per_second')} tokens/s, {s.get('n_parameters')} parameters.")
+                     f"{_tokens_per_second(s)} tokens/s, {s.get('n_parameters')} parameters.")
     if r.get("notes"):
         lines += ["", r["notes"].strip()]
     lines += ["", "Config:", "", "```yaml", r["config"].rstrip(), "```"]
     if r["overrides"]:
         lines.append(f"Overrides: {' '.join(r['overrides'])}")
     return "\n".join(lines) + "\n"
+
+
+def _tokens_per_second(sft: dict) -> float | None:
+    """SFT tokens/s over every attempt of a run (a resumed run's last process alone may have trained one step)."""
+    if sft.get("total_tokens") and sft.get("total_train_seconds"):
+        return round(sft["total_tokens"] / sft["total_train_seconds"], 1)
+    return sft.get("tokens_per_second")
 
 
 def _paired_table(title: str, rows: dict[str, dict]) -> list[str]:
