@@ -191,6 +191,18 @@ def _minionerec_file(root: Path, split: str, dataset: str) -> Path:
     return matches[0]
 
 
+def minionerec_item(item_id: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A canonical item from one entry of a MiniOneRec ``*.item.json`` (its description may be a list written as
+    a string)."""
+    description = meta.get("description") or ""
+    if isinstance(description, str) and description.startswith("["):
+        try:
+            description = ast.literal_eval(description)
+        except (ValueError, SyntaxError):
+            pass
+    return make_item(item_id, meta.get("title"), description, meta.get("categories"), meta.get("brand"))
+
+
 def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawDataset:
     """MiniOneRec's processed layout: ``index/<D>.item.json`` plus ``valid``/``test`` csv files (time split).
 
@@ -209,14 +221,7 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawData
         raise InputError(f"invalid JSON ({e.msg})", item_file, e.lineno) from None
     items: dict[str, dict[str, Any]] = {}
     for item_id, meta in raw_items.items():
-        description = meta.get("description") or ""
-        if isinstance(description, str) and description.startswith("["):
-            try:
-                description = ast.literal_eval(description)
-            except (ValueError, SyntaxError):
-                pass
-        items[str(item_id)] = make_item(item_id, meta.get("title"), description, meta.get("categories"),
-                                        meta.get("brand"))
+        items[str(item_id)] = minionerec_item(item_id, meta)
     fixed: dict[str, Samples] = {}
     stitched: dict[str, list[str]] = {}
     first_eval_pos: dict[str, int] = {}

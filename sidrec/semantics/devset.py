@@ -52,7 +52,7 @@ def _beauty_titles(path: Path) -> dict[str, str]:
 
 def _texts(source: Path, kind: str, key: Mapping[str, Any], cache: dict) -> list[str]:
     """The text(s) a label line points at, read with the project's own loaders' conventions."""
-    from sidrec.data.sources import _text, make_item
+    from sidrec.data.sources import _text, minionerec_item
 
     if source not in cache:
         if not source.is_file():
@@ -68,16 +68,7 @@ def _texts(source: Path, kind: str, key: Mapping[str, Any], cache: dict) -> list
             raise InputError(f"line {key['line']} is not the review {key} the label points at", source)
         return [" ".join(x for x in (_text(row.get("summary")), _text(row.get("reviewText"))) if x)]
     if kind == "item":
-        meta = data[str(key["item"])]
-        description = meta.get("description") or ""
-        if isinstance(description, str) and description.startswith("["):
-            import ast
-
-            try:
-                description = ast.literal_eval(description)
-            except (ValueError, SyntaxError):
-                pass
-        item = make_item(key["item"], meta.get("title"), description)
+        item = minionerec_item(key["item"], data[str(key["item"])])
         return [t for t in (item["title"], item["description"]) if t]
     return [_text(data[str(key["item_id"])])]
 
