@@ -1,6 +1,6 @@
 """``sidrec model init-tiny``: a small Qwen2 built locally, with a byte-level BPE tokenizer trained on the catalogue.
 
-Nothing is downloaded: the tokenizer is trained with ``tokenizers`` on the prepared dataset's text (titles,
+Nothing is downloaded: the tokenizer is trained (sidrec.bpe, deterministic) on the prepared dataset's text (titles,
 descriptions, brands, categories, reviews) using Qwen2's own normaliser and pre-tokenizer, and saved as a
 ``Qwen2Tokenizer``, so ``AutoTokenizer`` and vLLM reload it identically (STACK_NOTES: a saved WordLevel model would
 be rebuilt as an empty byte-level BPE). It gets a minimal ChatML chat template (``<|im_start|>``/``<|im_end|>``,
@@ -12,7 +12,6 @@ catalogue text (``lm_epochs``) gives the word embeddings some meaning, which is 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -94,26 +93,23 @@ def catalogue_texts(data, max_reviews: int | None = None, seed: int = 0) -> list
 def train_tokenizer(texts: list[str] | Iterator[str], vocab_size: int):
     """A byte-level BPE trained on ``texts`` and wrapped as a ``Qwen2Tokenizer`` (EOS ``<|im_end|>``, PAD
     ``<|endoftext|>``, ChatML template, left padding for batched generation)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, normalizers, pre_tokenizers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+    from sidrec.bpe import count_words, learn_bpe
+
     # Exactly the normaliser / pre-tokenizer Qwen2Tokenizer rebuilds on load, so the merges learnt here apply
-    # to the same pieces after a reload.
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+    # to the same pieces after a reload. The merges come from sidrec.bpe (ties broken by string order), not from
+    # tokenizers' BpeTrainer, whose result changes from process to process.
+    pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD_TOKEN, IM_START, IM_END],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(texts, trainer=trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges, unk_token=None, eos_token=IM_END,
-                               pad_token=PAD_TOKEN)
+    vocab, merges = learn_bpe(count_words(texts, normalizers.NFC(), pre_tokenizer), vocab_size,
+                              special_tokens=[PAD_TOKEN, IM_START, IM_END],
+                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token=IM_END, pad_token=PAD_TOKEN)
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.padding_side = "left"
     return tokenizer

@@ -71,15 +71,20 @@ class SensoryStudent(nn.Module):
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000):
-    """A lower-cased WordPiece tokenizer trained on the catalogue's own texts (nothing downloaded)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """A lower-cased WordPiece tokenizer trained on the catalogue's own texts (nothing downloaded).
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]"], min_frequency=1,
-                                        show_progress=False)
-    tok.train_from_iterator(texts, trainer)
+    The vocabulary is learnt by :func:`sidrec.bpe.learn_bpe` (as ``tokenizers``' WordPiece trainer does, but with
+    ties broken by string order: that trainer's result changes from process to process)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    from sidrec.bpe import count_words, learn_bpe
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    vocab, _ = learn_bpe(count_words(texts, normalizer, pre_tokenizer), vocab_size,
+                         special_tokens=["[PAD]", "[UNK]"], continuing_prefix="##")
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     return tok
 
 
