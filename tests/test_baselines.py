@@ -123,6 +123,56 @@ def test_llmesr_retrieves_semantic_neighbours_and_distils(synthetic_data, semant
     assert sum(overlap) / len(overlap) > sum(shuffled) / len(shuffled)
 
 
+def test_llmesr_teacher_is_the_mean_of_the_retrieved_users_representations():
+    """LLM-ESR §3.3 on a tiny case: the N retrieved users are the most cosine-similar by mean semantic item
+    embedding, the teacher of a long-tail user is the mean of their representations (both refresh modes), and the
+    distillation loss is the weighted MSE to it, for long-tail users only."""
+    import torch.nn.functional as F
+
+    from sidrec.baselines import BaselineConfig
+    from sidrec.baselines.model import DualViewRecommender
+    from sidrec.baselines.retrieval import similar_users
+    from sidrec.baselines.sequences import left_pad
+
+    torch.manual_seed(0)
+    n_items, max_len = 6, 4
+    semantic = torch.randn(n_items + 1, 12)
+    known = torch.ones(n_items + 1, dtype=torch.bool)
+    known[0] = False
+    user_seqs = [[1, 2], [2, 3], [5], [6, 1, 2, 3], [4, 5, 6], [3]]
+    neighbors, distill = similar_users(semantic, user_seqs, k=2, tail_frac=0.5)
+    # Retrieval: brute-force cosine over mean item embeddings, oneself excluded.
+    means = F.normalize(torch.stack([semantic[s].mean(0) for s in user_seqs]), dim=1)
+    sims = (means @ means.T).fill_diagonal_(-2)
+    assert torch.equal(neighbors, sims.topk(2, dim=1).indices)
+    assert distill.tolist() == [True, True, True, False, False, True]  # lengths <= median 2
+
+    cfg = BaselineConfig(hidden_size=8, num_layers=1, num_heads=2, llmesr_neighbors=2, llmesr_distill_weight=0.5)
+    model = DualViewRecommender("sasrec", n_items, max_len, cfg, semantic, known,
+                                user_sequences=left_pad(user_seqs, max_len), neighbors=neighbors,
+                                distill_users=distill)
+    model.train()
+    model.start_epoch()  # the trainer's call: teachers from the current model, without dropout
+    model.eval()
+    table = model.item_table()
+    with torch.no_grad():  # each user's representation alone, through the ranking path
+        reps = torch.stack([model.user_representation(left_pad([s], max_len), table)[0] for s in user_seqs])
+        expected = torch.stack([reps[neighbors[u]].mean(0) for u in range(len(user_seqs))])
+        users = torch.arange(len(user_seqs))
+        tail = users[distill]  # teachers are kept for the distilled users only
+        assert torch.allclose(model.teacher(tail, table), expected[distill], atol=1e-5)
+        model.teacher_refresh = "batch"
+        assert torch.allclose(model.teacher(users, table), expected, atol=1e-5)
+        # Not one random neighbour: the mean differs from each single retrieved user's representation.
+        assert not torch.allclose(expected[0], reps[neighbors[0, 0]], atol=1e-4)
+
+        hidden = torch.randn(len(user_seqs), max_len, 2 * cfg.hidden_size)
+        loss = model.extra_loss({"user": users}, hidden, table)
+        assert torch.isclose(loss, 0.5 * F.mse_loss(hidden[distill, -1], expected[distill]), atol=1e-6)
+        head = users[~distill]
+        assert model.extra_loss({"user": head}, hidden[head], table) == 0
+
+
 def test_interrupted_training_resumes_to_the_same_model(synthetic_data, tmp_path, monkeypatch):
     from sidrec.baselines import train_baseline, trainer
 
@@ -193,6 +243,10 @@ def test_yaml_on_off_is_read_as_the_choice(synthetic_data):
     ({"model": "transformer"}, ["model"]),
     ({"guided_base_dim": 64, "bsarec_alpha": 2.0}, ["guided_base_dim:", "bsarec_alpha:"]),
     ({"split": "train"}, ["split"]),
+    ({"llmesr_neighbors": 0, "llmesr_distill_weight": -0.1, "llmesr_tail_user_frac": 0.0},
+     ["llmesr_neighbors:", "llmesr_distill_weight:", "llmesr_tail_user_frac:"]),
+    ({"llmesr_tail_user_frac": 1.5}, ["llmesr_tail_user_frac:"]),
+    ({"llmesr_teacher_refresh": "step"}, ["llmesr_teacher_refresh"]),
 ])
 def test_bad_config_is_a_config_error(overrides, expected, synthetic_data):
     from sidrec.baselines import BaselineConfig

@@ -65,10 +65,16 @@ class BaselineConfig:
     grad_clip: float = opt(5.0, "gradient-norm clip (0 = off)")
     # Fusion modes.
     semantic_dropout: float = opt(0.1, "dropout on projected semantic embeddings")
-    llmesr_distill_weight: float = opt(0.1, "LLM-ESR: weight of the retrieval-augmented self-distillation loss")
-    llmesr_neighbors: int = opt(10, "LLM-ESR: similar users retrieved per user (semantic user representation)")
-    llmesr_tail_user_frac: float = opt(0.8, "LLM-ESR: distillation applies to users whose training sequence is "
-                                            "shorter than this quantile of lengths")
+    llmesr_distill_weight: float = opt(0.1, "LLM-ESR: weight of the retrieval-augmented self-distillation loss "
+                                            "(0 = off)")
+    llmesr_neighbors: int = opt(10, "LLM-ESR: N, the similar users retrieved per user by the semantic user "
+                                    "representation; the teacher is the mean of their representations")
+    llmesr_tail_user_frac: float = opt(0.8, "LLM-ESR: distillation applies to the long-tail users, those whose "
+                                            "training sequence is within this quantile of lengths (1 = every user)")
+    llmesr_teacher_refresh: Literal["epoch", "batch"] = opt(
+        "epoch", "LLM-ESR: when the retrieved users' representations are recomputed by the current model: epoch "
+                 "(before each epoch, without dropout: one extra inference pass) or batch (in every training step, "
+                 "with dropout, as the official code does: about N times the encoder cost)")
     said_lm: str | None = opt(None, "SAID: path of a local causal LM (frozen); without it the projector is "
                                     "trained to reconstruct the item's text embedding instead")
     said_tokens: int = opt(2, "SAID: LLM input embeddings produced per item")
@@ -108,6 +114,13 @@ class BaselineConfig:
             p.append("guided_base_dim: must be in (0, hidden_size)")
         if self.lr <= 0:
             p.append("lr: must be > 0")
+        if self.llmesr_distill_weight < 0:
+            p.append("llmesr_distill_weight: must be >= 0 (0 turns the self-distillation off)")
+        if self.llmesr_neighbors < 1:
+            p.append("llmesr_neighbors: must be >= 1 (the teacher averages that many retrieved users)")
+        if not 0 < self.llmesr_tail_user_frac <= 1:
+            p.append("llmesr_tail_user_frac: must be in (0, 1] (the share of users, shortest sequences first, "
+                     "that are distilled; 1 = every user)")
         return p
 
     @property

@@ -8,7 +8,8 @@
 ``SingleViewRecommender`` covers the id / asegr / guided / said fusions; ``DualViewRecommender`` is LLM-ESR
 (Liu et al., NeurIPS 2024): a frozen semantic view with an adapter beside the collaborative ID view, one shared
 sequence encoder, cross-attention between the views, logits from the concatenated views (= the sum of both views'
-logits) and retrieval-augmented self-distillation towards semantically similar users.
+logits) and retrieval-augmented self-distillation: a long-tail user's representation is pulled towards the mean
+representation of the N users most similar to it in the semantic (LLM) view.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class SequentialRecommender(nn.Module, ABC):
 
     def extra_loss(self, batch, hidden, table) -> torch.Tensor:
         return hidden.new_zeros(())
+
+    def start_epoch(self) -> None:
+        """Called by the trainer before each training epoch (LLM-ESR refreshes its teacher representations)."""
 
     def inference_input(self, history: torch.Tensor) -> torch.Tensor:
         """BERT4Rec predicts a [MASK] appended after the history; causal models read the history as is."""
@@ -140,7 +144,13 @@ class CrossAttention(nn.Module):
 class DualViewRecommender(SequentialRecommender):
     """LLM-ESR: semantic view (frozen LLM item embeddings + adapter) and collaborative view (ID embeddings
     initialised from the PCA of the same embeddings), a shared encoder, two-way cross-attention and
-    concatenated representations; plus self-distillation of tail users towards retrieved similar users."""
+    concatenated representations; plus retrieval-augmented self-distillation (LLM-ESR §3.3): each long-tail user's
+    representation is pulled (MSE, weight ``llmesr_distill_weight``) towards the mean of the representations of its
+    ``llmesr_neighbors`` retrieved similar users (``neighbors``, by semantic user representation), computed by the
+    same model without gradient.
+
+    ``user_sequences`` (U, L) are the users' training sequences, ``neighbors`` (U, N) the retrieved users of each
+    user, ``distill_users`` (U,) bool the long-tail users that are distilled."""
 
     def __init__(self, backbone: str, n_items: int, max_len: int, cfg, semantic: torch.Tensor, known: torch.Tensor,
                  user_sequences: torch.Tensor | None = None, neighbors: torch.Tensor | None = None,
@@ -167,9 +177,13 @@ class DualViewRecommender(SequentialRecommender):
         with torch.no_grad():  # collaborative view starts from the semantic geometry (LLM-ESR's PCA init)
             self.ids.weight.copy_(pca(self.semantic, dim) * 0.02 * dim ** 0.5 * self.known)
         self.distill_weight = cfg.llmesr_distill_weight
+        self.teacher_refresh = cfg.llmesr_teacher_refresh
+        self.teacher_batch_size = cfg.eval_batch_size
         self.register_buffer("user_sequences", user_sequences, persistent=False)  # (U, L)
-        self.register_buffer("neighbors", neighbors, persistent=False)  # (U, k)
+        self.register_buffer("neighbors", neighbors, persistent=False)  # (U, N)
         self.register_buffer("distill_users", distill_users, persistent=False)  # (U,) bool
+        # Representations of the retrieved users, refreshed before each epoch (llmesr_teacher_refresh: epoch).
+        self.register_buffer("user_reps", None, persistent=False)  # (U, 2 * dim)
 
     def item_table(self) -> torch.Tensor:
         semantic_view = self.view_dropout(self.adapter(self.semantic)) * self.known
@@ -190,20 +204,52 @@ class DualViewRecommender(SequentialRecommender):
         id_x = self.sem_to_id(id_h, semantic_h, bias)
         return torch.cat([semantic_x, id_x], -1)
 
+    def distills(self) -> bool:
+        return self.distill_weight > 0 and self.neighbors is not None and bool(self.distill_users.any())
+
+    @torch.no_grad()
+    def encode_users(self, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """(n,) user indices -> (n, 2 * dim) representations of their training sequences (last position)."""
+        reps = []
+        for chunk in users.split(self.teacher_batch_size):
+            seq, _, offset = self.trim(self.user_sequences[chunk])
+            reps.append(self.encode(seq, table, offset)[:, -1])
+        return torch.cat(reps) if reps else table.new_zeros(0, table.shape[1])
+
+    def start_epoch(self) -> None:
+        """Recompute the representations of every user retrieved for a distilled user with the current model, in
+        evaluation mode (no dropout), for this epoch's teachers."""
+        if self.teacher_refresh != "epoch" or not self.distills():
+            return
+        training = self.training
+        self.eval()
+        with torch.no_grad():
+            table = self.item_table()
+            needed = self.neighbors[self.distill_users].unique()
+            reps = table.new_zeros(len(self.user_sequences), table.shape[1])
+            reps[needed] = self.encode_users(needed, table)
+        self.user_reps = reps
+        self.train(training)
+
+    def teacher(self, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """The teacher of each user: the mean representation of its N retrieved similar users. (b, 2 * dim)"""
+        neighbors = self.neighbors[users]  # (b, N)
+        if self.teacher_refresh == "epoch":
+            if self.user_reps is None:
+                self.start_epoch()
+            reps = self.user_reps[neighbors]  # (b, N, 2 * dim)
+        else:  # every retrieved user of the batch encoded once, now
+            unique, inverse = neighbors.unique(return_inverse=True)
+            reps = self.encode_users(unique, table.detach())[inverse]
+        return reps.mean(1)
+
     def extra_loss(self, batch, hidden, table) -> torch.Tensor:
-        """Retrieval-augmented self-distillation: pull a tail user's representation towards that of a random one
-        of its semantically nearest users (teacher without gradient)."""
-        if self.distill_weight <= 0 or self.neighbors is None or "user" not in batch:
+        """Retrieval-augmented self-distillation: MSE between a long-tail user's representation (last position)
+        and the mean representation of its retrieved similar users (teacher without gradient)."""
+        if not self.distills() or "user" not in batch:
             return hidden.new_zeros(())
-        users = batch["user"]
-        rows = self.distill_users[users]
+        rows = self.distill_users[batch["user"]]
         if not rows.any():
             return hidden.new_zeros(())
-        users = users[rows]
-        pick = torch.randint(0, self.neighbors.shape[1], (len(users),), device=users.device)
-        teacher_users = self.neighbors[users, pick]
-        with torch.no_grad():
-            seq, _, offset = self.trim(self.user_sequences[teacher_users])
-            teacher = self.encode(seq, table.detach(), offset)[:, -1]
         student = hidden[rows][:, -1]
-        return self.distill_weight * F.mse_loss(student, teacher)
+        return self.distill_weight * F.mse_loss(student, self.teacher(batch["user"][rows], table))

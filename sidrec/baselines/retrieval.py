@@ -1,7 +1,10 @@
 """LLM-ESR's retrieval step: similar users by their semantic user representation (Liu et al., NeurIPS 2024 §3.3).
 
-A user's semantic representation is the mean of the semantic embeddings of the items in the training sequence;
-neighbours are the most cosine-similar other users. Only long-tail users (short training sequences) are distilled.
+A user's semantic representation is the mean of the semantic (LLM-view) embeddings of the items in the training
+sequence (the paper embeds the user's history text with the LLM; the items' embeddings are what RUN/semantics holds);
+each user's N neighbours are the most cosine-similar other users, and the self-distillation teacher is the mean of
+their representations (:class:`sidrec.baselines.model.DualViewRecommender`). Only long-tail users are distilled:
+the paper splits users 80/20 by sequence length (Pareto), hence the default ``llmesr_tail_user_frac`` of 0.8.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ def semantic_user_vectors(semantic: torch.Tensor, user_seqs: list[list[int]]) ->
 
 def similar_users(semantic: torch.Tensor, user_seqs: list[list[int]], k: int, tail_frac: float,
                   chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """(neighbors (U, k) user indices, distill (U,) bool: users whose sequence is in the shortest ``tail_frac``)."""
+    """(neighbors (U, k) user indices, most similar first, never the user itself; distill (U,) bool: the users
+    whose sequence is within the ``tail_frac`` quantile of lengths)."""
     vectors = semantic_user_vectors(semantic, user_seqs)
     n = len(user_seqs)
     k = max(1, min(k, n - 1))

@@ -213,6 +213,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
+        model.start_epoch()  # LLM-ESR: this epoch's teacher representations
         total, batches = 0.0, 0
         bar = tqdm(batch_order(len(rows), lengths if model.trim_padding else None, cfg.batch_size, generator),
                    desc=f"{cfg.name} epoch {epoch}", leave=False, disable=None, mininterval=2.0)
