@@ -7,6 +7,8 @@ ablation, each changing one thing from it and stopping after SFT:
     text_sids    SIDs quantized from the text embedding alone (no sensory part): the SID-source ablation
     no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
     no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
+    ts_align     (opt-in) the TS-Align / item-level alignment tasks on: the TS-Align arm of configs that train
+                 the main task only (the CPU configs)
     more_data    (opt-in) twice align.max_train_samples (the alignment tasks scale with it): more data
     rq_kmeans    (opt-in) faiss residual k-means SIDs, colliding items reassigned (same embedding, levels, codes)
     dedup_level  (opt-in) RQ-VAE SIDs, colliding items told apart by a 4th SID level
@@ -74,6 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "text_sids": {"quantize.embedding": "text", "grpo.enabled": False},
     "no_sa_init": {"align.sa_init": False, "grpo.enabled": False},
     "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
+    "ts_align": {"align.ts_align": True, "grpo.enabled": False},
     # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the cap, the rest as is.
     "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},  # alignment tasks scale too
     # The SID comparison (each arm names both choices, whatever the config's own):
@@ -87,7 +90,7 @@ SEED_VARIANTS = ("seed2", "seed3")
 DEFAULT_VARIANTS = ("full", "text_sids", "no_sa_init", "no_ts_align")
 LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
           "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
-          "no_ts_align/sft": "generative: SFT, no TS-Align",
+          "no_ts_align/sft": "generative: SFT, no TS-Align", "ts_align/sft": "generative: SFT, with TS-Align",
           "more_data/sft": "generative: SFT, 2x training examples",
           "rq_kmeans/sft": "generative: SFT, rq-kmeans SIDs", "dedup_level/sft": "generative: SFT, 4th SID level "
                                                                               "for collisions",
@@ -102,8 +105,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="pipeline YAML (e.g. configs/scientific.yaml)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                    help="overrides for every variant, e.g. sft.num_train_epochs=2 model.tiny.hidden_size=128")
-    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(DEFAULT_VARIANTS),
-                   help="variants to train (finished ones are skipped); more_data is opt-in")
+    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None,
+                   help=f"variants to train (finished ones are skipped); default {' '.join(DEFAULT_VARIANTS)}, "
+                        f"with ts_align instead of no_ts_align when the config trains the main task only")
     p.add_argument("--report-only", action="store_true", help="train nothing; score what exists")
     p.add_argument("--no-report", action="store_true", help="train only")
     p.add_argument("--baselines-work", nargs="+", default=[], metavar="[LABEL=]DIR",
@@ -214,10 +218,18 @@ def decode_sft_too(cfg) -> Path:
     return out
 
 
+def default_variants(cfg) -> list[str]:
+    """DEFAULT_VARIANTS, with the TS-Align arm turned around when the config trains the main task only."""
+    ts_align = cfg.align.get("ts_align", True)
+    return [v if ts_align or v != "no_ts_align" else "ts_align" for v in DEFAULT_VARIANTS]
+
+
 def train(args) -> None:
     from sidrec.pipeline import Run, _model_source, run_pipeline
 
     main_cfg, _ = variant_config(args, "full")
+    if args.variants is None:
+        args.variants = default_variants(main_cfg)
     for name in args.variants:
         cfg, _ = variant_config(args, name)
         started = time.perf_counter()

@@ -89,7 +89,11 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     capped = bench.make_parser().parse_args(["--config", str(config), "--set", "align.max_train_samples=40"])
     more, _ = bench.variant_config(capped, "more_data")
     assert more.align == {"sa_init": True, "max_train_samples": 80} and more.grpo["enabled"] is False
-    assert bench.make_parser().parse_args(["--config", str(config)]).variants == list(bench.DEFAULT_VARIANTS)
+    assert bench.make_parser().parse_args(["--config", str(config)]).variants is None  # resolved from the config:
+    assert bench.default_variants(main_cfg) == list(bench.DEFAULT_VARIANTS)
+    main_only, _ = bench.variant_config(bench.make_parser().parse_args(
+        ["--config", str(config), "--set", "align.ts_align=false"]), "full")
+    assert bench.default_variants(main_only) == ["full", "text_sids", "no_sa_init", "ts_align"]
 
     # An early-stopped config: ablations train exactly as many steps as the full run did; seed repeats do not.
     early = bench.make_parser().parse_args(["--config", str(config), "--set", "sft.early_stopping_patience=3"])

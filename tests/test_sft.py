@@ -193,6 +193,17 @@ def test_a_time_budget_evaluates_saves_and_stops(align_dir, tmp_path):
     assert fingerprint("sft", *_parse(align_dir, out, "--max_minutes", "5")) == fingerprint("sft", *_parse(align_dir, out))
 
 
+def test_eval_loss_runs_on_the_first_eval_loss_samples_examples():
+    import datasets
+
+    from sidrec.train.sft import _eval_split
+
+    valid = datasets.Dataset.from_dict({"prompt": list("abcdef"), "completion": list("ABCDEF"), "target": list("123456")})
+    few = _eval_split(valid, 4)
+    assert few["prompt"] == list("abcd") and few.column_names == ["prompt", "completion"]
+    assert len(_eval_split(valid, None)) == len(_eval_split(valid, 100)) == 6
+
+
 def test_lora_trains_embeddings_and_saves_a_merged_model(align_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -231,10 +242,10 @@ def test_bad_sft_configs_are_reported_together(align_dir, tmp_path):
     with pytest.raises(ConfigError, match="learning_rat"):
         parse_args(["--config", str(bad)])
     bad.write_text("align_dir: x\ncompletion_only_loss: false\npacking: true\ntrain_tasks: [next_item]\n"
-                   "val_beams: 5\nuse_cpu: true\n")
+                   "val_beams: 5\neval_loss_samples: 0\nuse_cpu: true\n")
     with pytest.raises(ConfigError) as err:
         parse_args(["--config", str(bad)])
-    assert len(err.value.problems) == 4
+    assert len(err.value.problems) == 5
     with pytest.raises(ConfigError, match="num_train_epoch"):
         run_sft_from_dict({"num_train_epoch": 1}, align_dir=align_dir, output_dir=tmp_path / "o")
     from sidrec.errors import InputError

@@ -66,6 +66,9 @@ class SftArgs:
     val_samples: int = opt(200, "validation samples decoded for HR@10 / NDCG@10 at each evaluation (0 = off)")
     val_beams: int = opt(20, "beam width of the validation decoding")
     val_batch_size: int = opt(32, "prompts per decoding batch during validation")
+    eval_loss_samples: int | None = opt(
+        None, "validation examples the trainer's eval_loss is computed on (the first N; None = all). The ranking "
+              "metrics decide the checkpoint, so a few hundred are enough and save a pass over the whole split")
     early_stopping_patience: int | None = opt(
         None, "stop after this many evaluations without a better validation NDCG@10 (needs val_samples > 0, "
               "load_best_model_at_end and metric_for_best_model: eval_ndcg@10); None = train all epochs")
@@ -81,6 +84,8 @@ class SftArgs:
             p.append(f"train_tasks: unknown {unknown}; choose from {list(TASKS)}")
         if self.lora_r < 1 or self.lora_alpha < 1:
             p.append("lora_r and lora_alpha must be >= 1")
+        if self.eval_loss_samples is not None and self.eval_loss_samples < 1:
+            p.append("eval_loss_samples: must be >= 1 (or null for the whole validation split)")
         if self.val_samples < 0 or self.val_beams < 10:
             p.append("val_samples >= 0 and val_beams >= 10 (HR@10 needs ten items) required")
         if trainer is not None:
@@ -213,7 +218,7 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
     trainer = trainer_class(
         model=model, args=trainer_args, processing_class=tokenizer,
         train_dataset=ds["train"].select_columns(["prompt", "completion"]),
-        eval_dataset=ds["valid"].select_columns(["prompt", "completion"]) if evaluating else None,
+        eval_dataset=_eval_split(ds["valid"], args.eval_loss_samples) if evaluating else None,
         peft_config=peft_config(args, bool(model.config.tie_word_embeddings)) if args.use_lora else None,
         callbacks=callbacks,
     )
@@ -225,6 +230,13 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
         # Added after the ranking callback, so it sees the validation NDCG@10 that callback adds to the metrics.
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     return trainer, ranking, len(ds["train"])
+
+
+def _eval_split(valid, n: int | None):
+    """The examples the trainer's ``eval_loss`` is computed on: the first ``n`` of the validation split."""
+    if n is not None and n < len(valid):
+        valid = valid.select(range(n))
+    return valid.select_columns(["prompt", "completion"])
 
 
 def model_loss_trainer():
