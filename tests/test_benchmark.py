@@ -159,3 +159,44 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
     with pytest.raises(ConfigError, match="dropout"):
         bench.cli([str(fresh) if a == str(tmp_path / "w") else a for a in argv[:-2]] + ["dropout=2"])
     assert not (fresh / "metrics").exists()
+
+
+def test_bench_remeasure_puts_old_and_new_rows_beside_each_other_and_keeps_the_page(tmp_path):
+    import json
+
+    remeasure = _load_script("bench_remeasure")
+
+    def record(folder: Path, model: str, fusion: str, seed: int, hr10: float) -> None:
+        metrics = {"HR@5": hr10 / 2, "NDCG@5": hr10 / 4, "HR@10": hr10, "NDCG@10": hr10 / 3}
+        groups = {g: {"n_samples": 5, "HR@10": hr10, "NDCG@10": hr10 / 3}
+                  for g in ("head_items", "tail_items", "head_users", "tail_users")}
+        (folder / "metrics").mkdir(parents=True, exist_ok=True)
+        (folder / "metrics" / f"{model}_{fusion}_s{seed}.json").write_text(json.dumps({
+            "model": model, "fusion": fusion, "seed": seed, "overall": metrics, "groups": groups, "valid": {},
+            "train_seconds": 1.0, "epochs_run": 2, "seconds_per_epoch": 0.5, "trainable_parameters": 10,
+            "config": {"llmesr_neighbors": 10, "semantics": "S", "lr": 0.1}}))
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for seed, hr in enumerate((0.10, 0.12)):
+        record(old, "sasrec", "llmesr", seed, hr)
+        record(new, "sasrec", "llmesr", seed, hr + 0.02)
+    record(new, "sasrec", "asegr", 0, 0.09)
+    page = tmp_path / "page"
+    (tmp_path / "page.json").write_text(json.dumps({"rows": {"sasrec_id": {"x": 1}}, "headline_model": "g"}))
+    (tmp_path / "page.md").write_text("# page\n\nold table\n")
+    argv = ["--page", str(page), "--old", str(old), "--new", str(new), "--ks", "5", "10", "--key", "k",
+            "--title", "Re-measured"]
+    remeasure.main(argv)
+    remeasure.main(argv)  # a re-run replaces its section
+    result = json.loads((tmp_path / "page.json").read_text())
+    assert result["rows"] == {"sasrec_id": {"x": 1}} and result["headline_model"] == "g"
+    pairs = {(p["model"], p["fusion"]): p for p in result["remeasured"]["k"]["rows"]}
+    llmesr = pairs[("sasrec", "llmesr")]
+    assert llmesr["old"]["overall"]["HR@10"]["mean"] == pytest.approx(0.11)
+    assert llmesr["new"]["overall"]["HR@10"]["mean"] == pytest.approx(0.13)
+    assert llmesr["new"]["overall"]["HR@10"]["std"] == pytest.approx(0.02 ** 0.5 / 10)  # sample std of 2 seeds
+    assert pairs[("sasrec", "asegr")]["old"] is None
+    text = (tmp_path / "page.md").read_text()
+    assert text.startswith("# page\n\nold table\n") and text.count("## Re-measured") == 1
+    assert "| sasrec / llmesr | new | 2 | 0.0650 ± 0.0071 | 0.1300 ± 0.0141 |" in text and "+0.0200" in text
+    assert "| sasrec / asegr | new (no old row) | 1 |" in text and "llmesr_neighbors=10" in text
