@@ -74,16 +74,29 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     tmp = _tmp_sibling(path, is_dir=True)
     try:
         yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(src: str | Path, dst: str | Path) -> None:
+    """Move the finished folder ``src`` to ``dst``, replacing what is there by renames only: a kill at any moment
+    leaves ``dst`` either absent, the old folder or the new one, never a half-deleted one."""
+    src, dst = Path(src), Path(dst)
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clear_stage_done(out_dir: str | Path) -> None:
+    """Remove ``out_dir``'s done-marker: call it before changing outputs in place, so a kill half-way leaves them
+    unfinished rather than finished with another run's marker."""
+    (Path(out_dir) / STAGE_DONE_FILE).unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -32,10 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sidrec.artifacts import mark_stage_done, stage_is_done, write_json, write_yaml
+from sidrec.artifacts import (
+    clear_stage_done,
+    mark_stage_done,
+    replace_dir,
+    stage_is_done,
+    write_json,
+    write_yaml,
+)
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
 from sidrec.train import options as options_mod
+from sidrec.train.checkpoints import last_complete_checkpoint, resumable
 from sidrec.train.options import parse_command_line
 from sidrec.train.rewards import REWARD_NAMES
 
@@ -372,7 +380,6 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer
 
     from sidrec.sid import SidTable
@@ -393,19 +400,26 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     resume: str | bool | None = trainer_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
         resume = True
+    main_process = PartialState().is_main_process
+    if main_process:
+        clear_stage_done(out)  # from here on the outputs change: a kill must not leave them marked done
     if args.force:
-        for old in out.glob("checkpoint-*"):
-            shutil.rmtree(old)
-        (out / CURVES_FILE).unlink(missing_ok=True)
+        if main_process:
+            for old in out.glob("checkpoint-*"):
+                shutil.rmtree(old)
+            (out / CURVES_FILE).unlink(missing_ok=True)
         resume = None
-    elif resume is None and out.is_dir() and get_last_checkpoint(str(out)) is not None:
-        resume = get_last_checkpoint(str(out))
+    last = last_complete_checkpoint(out, remove_incomplete=main_process)  # a kill while saving leaves a partial one
+    PartialState().wait_for_everyone()
+    if resume is True:
+        resume = str(last) if last else None
+    elif resume is None and last is not None and not args.force:
+        resume = str(last)
     start_step = 0
     if resume:
-        checkpoint = Path(get_last_checkpoint(str(out)) if resume is True else resume)
+        checkpoint = Path(resume)
         start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
         log.info("grpo: resuming from %s (step %d)", checkpoint, start_step)
-    main_process = PartialState().is_main_process
     out.mkdir(parents=True, exist_ok=True)
     if main_process:
         write_yaml(out / "config.yaml", fingerprint)
@@ -416,7 +430,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
                                        args.max_history)
 
     rollout = SidRollout(sid_table, tokenizer, args.rollout, trainer_args.num_generations)
-    trainer = GRPOTrainer(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
+    trainer = resumable(GRPOTrainer)(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
                           args=trainer_args, train_dataset=dataset, processing_class=tokenizer,
                           rollout_func=rollout, callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
     started = time.perf_counter()
@@ -450,9 +464,7 @@ def _save_final(trainer, tokenizer, final: Path) -> None:
 
         tokenizer.save_pretrained(tmp)
         copy_settings(tokenizer.name_or_path, tmp)  # the prompt format travels with the model
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     accelerator.wait_for_everyone()
 
 

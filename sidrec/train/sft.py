@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -28,10 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidrec.artifacts import mark_stage_done, stage_is_done, write_json, write_yaml
+from sidrec.artifacts import (
+    clear_stage_done,
+    mark_stage_done,
+    replace_dir,
+    stage_is_done,
+    write_json,
+    write_yaml,
+)
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
 from sidrec.train import options as options_mod
+from sidrec.train.checkpoints import last_complete_checkpoint, restore_early_stopping, resumable
 from sidrec.train.options import parse_command_line
 
 if TYPE_CHECKING:
@@ -172,9 +179,7 @@ def _save_final(trainer, args: SftArgs, tokenizer, out: Path) -> Path:
             merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         copy_settings(_model_path(args), tmp)  # the prompt format travels with the model
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     accelerator.wait_for_everyone()
     return final
 
@@ -214,7 +219,7 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
                                   beams=args.val_beams, ks=(10,), batch_size=args.val_batch_size)
         callbacks.append(ranking)
     evaluating = str(getattr(trainer_args.eval_strategy, "value", trainer_args.eval_strategy)) != "no"
-    trainer_class = model_loss_trainer() if args.model_loss else SFTTrainer
+    trainer_class = resumable(model_loss_trainer() if args.model_loss else SFTTrainer)
     trainer = trainer_class(
         model=model, args=trainer_args, processing_class=tokenizer,
         train_dataset=ds["train"].select_columns(["prompt", "completion"]),
@@ -283,27 +288,37 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         if not (align / part).exists():
             raise InputError(f"{part}/ not found: run `sidrec align --out {align}` first", align)
 
-    from transformers.trainer_utils import get_last_checkpoint
+    from accelerate import PartialState
 
     resume: str | bool | None = trainer_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
         resume = True
+    main_process = PartialState().is_main_process
+    if main_process:
+        clear_stage_done(out)  # from here on the outputs change: a kill must not leave them marked done
     if args.force:
-        for old in out.glob("checkpoint-*"):
-            shutil.rmtree(old, ignore_errors=True)
+        if main_process:
+            for old in out.glob("checkpoint-*"):
+                shutil.rmtree(old, ignore_errors=True)
         resume = None
-    elif resume is None and out.is_dir() and get_last_checkpoint(str(out)) is not None:
-        resume = get_last_checkpoint(str(out))
+    last = last_complete_checkpoint(out, remove_incomplete=main_process)  # a kill while saving leaves a partial one
+    PartialState().wait_for_everyone()
+    if resume is True:
+        resume = str(last) if last else None
+    elif resume is None and last is not None and not args.force:
+        resume = str(last)
         log.info("sft: resuming from %s", resume)
     out.mkdir(parents=True, exist_ok=True)
 
     start_step, earlier = 0, {"seconds": 0.0, "tokens": 0}
     if resume:
-        checkpoint = Path(get_last_checkpoint(str(out)) if resume is True else resume)
+        checkpoint = Path(resume)
         start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
         if (checkpoint / PROGRESS_FILE).is_file():
             earlier = json.loads((checkpoint / PROGRESS_FILE).read_text())
     trainer, ranking, n_train = build_trainer(args, trainer_args)
+    if resume:
+        restore_early_stopping(trainer, resume)
     tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
         write_yaml(out / "config.yaml", fingerprint)
