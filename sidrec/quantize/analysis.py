@@ -88,4 +88,5 @@ def shared_keywords(group_texts: Sequence[str], all_texts: Sequence[str], top: i
     n_all, n_g = max(len(all_texts), 1), max(len(group_texts), 1)
     scored = [(w, c / n_g, c / n_g * math.log(n_all / df[w])) for w, c in g.items()
               if c >= min(2, n_g) and c / n_g >= min_share]
-    return [(w, share) for w, share, _ in sorted(scored, key=lambda x: -x[2])[:top]]
+    # Ties broken by the word: the counts were filled from sets, whose order changes with the hash seed.
+    return [(w, share) for w, share, _ in sorted(scored, key=lambda x: (-x[2], x[0]))[:top]]

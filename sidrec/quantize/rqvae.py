@@ -31,7 +31,14 @@ def kmeans(x: np.ndarray, k: int, niter: int = 20, seed: int = 0) -> np.ndarray:
         return np.concatenate([x, extra]).astype(np.float32)
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1,
                       max_points_per_centroid=100000)
-    km.train(x)
+    # One OpenMP thread: faiss's distance sums and centroid updates are then the same whatever the core count
+    # (k-means of 20k x 384 into 256 centroids stays ~1 s), so the codebooks repeat for a given seed.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        km.train(x)
+    finally:
+        faiss.omp_set_num_threads(threads)
     return km.centroids.astype(np.float32)
 
 

@@ -7,6 +7,7 @@ collisions so every SID is unique, and writes the statistics of the assignment b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -101,8 +102,9 @@ def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[lis
 
 
 def _fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{int(stat.st_mtime)}"
+    """The embeddings' content hash: new embeddings redo the stage, a rewrite of the same ones does not (a size and
+    mtime fingerprint did both the other way round when a rerun landed in the same second)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _stage_view(cfg: QuantizeConfig) -> dict:

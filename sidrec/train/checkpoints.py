@@ -12,6 +12,8 @@ Three things stand between a resumed run and the uninterrupted one, each handled
   way accelerate's seedable sampler already does for plain random sampling.
 - ``EarlyStoppingCallback``'s patience counter is not restored from a checkpoint by default, so a resumed run
   would stop later; :func:`restore_early_stopping` restores it (and nothing else of the trainer's control state).
+
+(And TRL's model card lists its tags in set order, which changes with the hash seed: they are sorted.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from sidrec.artifacts import write_text
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +93,28 @@ def resumable(trainer_class: type) -> type:
                 sampler = epoch_seeded(sampler, seed)
             return sampler
 
+        def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+            super().create_model_card(*args, **kwargs)
+            sort_model_card_tags(Path(self.args.output_dir) / "README.md")
+
     Resumable.__name__ = Resumable.__qualname__ = trainer_class.__name__
     return Resumable
+
+
+def sort_model_card_tags(readme: Path) -> None:
+    """Sort the ``tags:`` list of a model card's YAML header in place (TRL collects the tags in a set, so their
+    order changed from process to process)."""
+    if not readme.is_file():
+        return
+    lines = readme.read_text(encoding="utf-8").split("\n")
+    if "tags:" not in lines:
+        return
+    start = lines.index("tags:") + 1
+    end = start
+    while end < len(lines) and lines[end].startswith("- "):
+        end += 1
+    lines[start:end] = sorted(lines[start:end])
+    write_text(readme, "\n".join(lines))
 
 
 def restore_early_stopping(trainer, checkpoint: str | Path) -> None:
