@@ -199,7 +199,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 
 
 # Options that decide where a run stops, not what it trains: a larger time budget continues the same run.
-VOLATILE_OPTIONS = ("max_minutes",)
+VOLATILE_OPTIONS = ("max_minutes", "budget_clock")
 
 
 def _without_volatile(section: Any) -> Any:

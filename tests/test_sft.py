@@ -191,6 +191,14 @@ def test_a_time_budget_evaluates_saves_and_stops(align_dir, tmp_path):
     assert [v["step"] for v in summary["validation"]] == [1] and (out / "checkpoint-1").is_dir()
     # The budget is not part of what decides whether a run is the same run (a larger one continues it).
     assert fingerprint("sft", *_parse(align_dir, out, "--max_minutes", "5")) == fingerprint("sft", *_parse(align_dir, out))
+    assert summary["total_cpu_seconds"] > 0
+    # On the CPU clock, the budget counts this process's CPU time (the same stop here, on an idle or a busy machine).
+    cpu = tmp_path / "cpu"
+    run_sft(*_parse(align_dir, cpu, "--max_minutes", "0.0001", "--budget_clock", "cpu", *flags))
+    assert read_summary(cpu)["global_step"] == 1
+    assert json.loads((cpu / "checkpoint-1" / "sidrec_progress.json").read_text())["cpu_seconds"] > 0
+    with pytest.raises(ConfigError, match="budget_clock"):
+        run_sft(*_parse(align_dir, cpu, "--budget_clock", "sundial"))
 
 
 def test_eval_loss_runs_on_the_first_eval_loss_samples_examples():

@@ -68,9 +68,12 @@ def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], 
     return args, trainer
 
 
+BUDGET_OPTIONS = ("max_minutes", "budget_clock")
+
+
 def fingerprint(stage: str, args: Any, trainer: Any) -> dict[str, Any]:
     """What the skip / resume check compares: every option that changes the trained model."""
     trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in VOLATILE_TRAINER_FIELDS}
     # A time budget decides where a run stops, not what it trains: a larger budget continues the same run.
-    own = {k: v for k, v in asdict(args).items() if k != "max_minutes"} | {"force": False}
+    own = {k: v for k, v in asdict(args).items() if k not in BUDGET_OPTIONS} | {"force": False}
     return {stage: to_plain(own), "trainer": to_plain(trainer_dict)}

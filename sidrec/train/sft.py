@@ -62,6 +62,9 @@ class SftArgs:
     train_tasks: list[str] = opt([], "train only on these tasks of the align dataset (default: all), e.g. next_sid")
     max_minutes: float | None = opt(None, "time budget: after this many minutes of training (a resumed run counts "
                                           "its earlier time) evaluate, save and stop; the best checkpoint is kept")
+    budget_clock: str = opt("wall", "what max_minutes counts: wall = elapsed time; cpu = this process's CPU time "
+                                    "(all its threads: with one torch thread, the minutes of an idle core, so the "
+                                    "budget holds the same on a machine shared with other jobs)")
     model_loss: bool = opt(True, "the loss is the model's own cross-entropy over the completion tokens (one "
                                  "LM-head pass); false = TRL's tiled fused LM head, which recomputes the head in "
                                  "backward and logs entropy / token accuracy (about 2x slower for small CPU models)")
@@ -89,6 +92,8 @@ class SftArgs:
         unknown = [t for t in self.train_tasks if t not in TASKS]
         if unknown:
             p.append(f"train_tasks: unknown {unknown}; choose from {list(TASKS)}")
+        if self.budget_clock not in ("wall", "cpu"):
+            p.append(f"budget_clock: {self.budget_clock!r}; choose wall or cpu")
         if self.lora_r < 1 or self.lora_alpha < 1:
             p.append("lora_r and lora_alpha must be >= 1")
         if self.eval_loss_samples is not None and self.eval_loss_samples < 1:
@@ -310,27 +315,29 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         log.info("sft: resuming from %s", resume)
     out.mkdir(parents=True, exist_ok=True)
 
-    start_step, earlier = 0, {"seconds": 0.0, "tokens": 0}
+    start_step, earlier = 0, {"seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0}
     if resume:
         checkpoint = Path(resume)
         start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
         if (checkpoint / PROGRESS_FILE).is_file():
-            earlier = json.loads((checkpoint / PROGRESS_FILE).read_text())
+            earlier = {**earlier, **json.loads((checkpoint / PROGRESS_FILE).read_text())}
     trainer, ranking, n_train = build_trainer(args, trainer_args)
     if resume:
         restore_early_stopping(trainer, resume)
     tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
         write_yaml(out / "config.yaml", fingerprint)
-    started = time.perf_counter()
-    trainer.add_callback(_progress_callback(started, start_step, earlier, _model_path(args)))
+    started, started_cpu = time.perf_counter(), time.process_time()
+    trainer.add_callback(_progress_callback(started, start_step, earlier, _model_path(args), started_cpu))
     if args.max_minutes is not None:
-        trainer.add_callback(_budget_callback(started - earlier["seconds"], args.max_minutes))
+        clock, begun = ((time.process_time, started_cpu - earlier["cpu_seconds"]) if args.budget_clock == "cpu"
+                        else (time.perf_counter, started - earlier["seconds"]))
+        trainer.add_callback(_budget_callback(begun, args.max_minutes, clock))
     result = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     final = _save_final(trainer, args, tokenizer, out)
     if trainer.accelerator.is_main_process:
-        summary = _summary(trainer, result, seconds, ranking, n_train, start_step, earlier)
+        summary = _summary(trainer, result, seconds, ranking, n_train, start_step, earlier, cpu_seconds)
         write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
         write_json(out / SUMMARY_FILE, summary)
         mark_stage_done(out, "sft", fingerprint)
@@ -345,7 +352,8 @@ def _tokens_since(history: list[dict], start_step: int) -> int:
     return int(max((r.get("num_tokens", 0) for r in history if r.get("step", 0) > start_step), default=0))
 
 
-def _progress_callback(started: float, start_step: int, earlier: dict[str, float], model_dir: str | None = None):
+def _progress_callback(started: float, start_step: int, earlier: dict[str, float], model_dir: str | None = None,
+                       started_cpu: float = 0.0):
     """A callback that stores the run's cumulative training time and tokens in every checkpoint it saves
     (``sidrec_progress.json``), so the summary of a resumed run reports the whole run's cost, not only the
     last process's; with ``model_dir``, it also copies that model's ``sidrec.json`` into the checkpoint, so a
@@ -360,6 +368,7 @@ def _progress_callback(started: float, start_step: int, earlier: dict[str, float
                 checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 write_json(checkpoint / PROGRESS_FILE, {
                     "seconds": round(earlier["seconds"] + time.perf_counter() - started, 1),
+                    "cpu_seconds": round(earlier.get("cpu_seconds", 0.0) + time.process_time() - started_cpu, 1),
                     "tokens": int(earlier["tokens"]) + _tokens_since(state.log_history, start_step)})
                 if model_dir is not None:
                     copy_settings(model_dir, checkpoint)
@@ -367,14 +376,14 @@ def _progress_callback(started: float, start_step: int, earlier: dict[str, float
     return ProgressCallback()
 
 
-def _budget_callback(started: float, max_minutes: float):
-    """A callback that ends training once ``max_minutes`` have passed, after an evaluation and a checkpoint (so
-    ``load_best_model_at_end`` still chooses among every evaluated step)."""
+def _budget_callback(started: float, max_minutes: float, clock=time.perf_counter):
+    """A callback that ends training once ``max_minutes`` have passed on ``clock`` since ``started``, after an
+    evaluation and a checkpoint (so ``load_best_model_at_end`` still chooses among every evaluated step)."""
     from transformers import TrainerCallback
 
     class BudgetCallback(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if time.perf_counter() - started > 60 * max_minutes and not control.should_training_stop:
+            if clock() - started > 60 * max_minutes and not control.should_training_stop:
                 log.info("sft: time budget of %.1f min reached at step %d: evaluating, saving, stopping",
                          max_minutes, state.global_step)
                 control.should_training_stop = True
@@ -386,7 +395,7 @@ def _budget_callback(started: float, max_minutes: float):
 
 
 def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step: int = 0,
-             earlier: dict[str, float] | None = None) -> dict[str, Any]:
+             earlier: dict[str, float] | None = None, cpu_seconds: float = 0.0) -> dict[str, Any]:
     """What ``sft_summary.json`` holds. After a resume, ``log_history`` (restored from the checkpoint) still has
     the earlier losses and validation results; ``train_seconds``/``tokens`` count this process only (TRL's token
     counter restarts with it), so tokens/s stays a true rate, and ``total_train_seconds``/``total_tokens`` add
@@ -405,6 +414,7 @@ def _summary(trainer, result, seconds: float, ranking, n_train: int, start_step:
         "train_seconds": round(seconds, 1), "train_runtime": result.metrics.get("train_runtime"),
         "tokens": int(tokens), "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
         "total_train_seconds": round(earlier["seconds"] + seconds, 1), "total_tokens": int(earlier["tokens"]) + tokens,
+        "total_cpu_seconds": round(earlier.get("cpu_seconds", 0.0) + cpu_seconds, 1),
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "train_loss": result.metrics.get("train_loss"),
         "validation": validation,
