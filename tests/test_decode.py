@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidrec.decode import recommend
+from sidrec.decode import recommend, torch_backend
 from sidrec.decode.hf_backend import constrain_generate
 from sidrec.decode.tiny import build_tiny_qwen2, build_tokenizer, save_tiny_lm
 from sidrec.decode.torch_backend import tokenize_prompts
@@ -111,10 +111,13 @@ def test_torch_and_hf_agree(model, tokenizer, table, backend, beams):
         assert_same_ranking(got, want)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_torch_backend_is_exact_with_four_levels(attention):
-    """Tree attention (the beams of a prompt share its cache row) with deeper SIDs, where a token attends to
-    three ancestors, under both attention implementations that take its 4D mask."""
+@pytest.mark.parametrize("attention,tree", [("sdpa", True), ("sdpa", False), ("eager", False)])
+def test_torch_backend_is_exact_with_four_levels(attention, tree, monkeypatch):
+    """Tree attention (the beams of a prompt share its prompt's cache) with deeper SIDs, where a token attends to
+    three ancestors: through :func:`tree_attention`, and on the generic path under both attention implementations
+    that take its 4D mask."""
+    if not tree:
+        monkeypatch.setattr(torch_backend, "TREE_MODELS", ())
     table = random_table(3, n_items=120, codebook=4, n_levels=4)
     tokenizer = build_tokenizer(table)
     model = build_tiny_qwen2(len(tokenizer), seed=1)
@@ -123,6 +126,77 @@ def test_torch_backend_is_exact_with_four_levels(attention):
     results = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=30, backend="torch", batch_size=4)
     for prompt, got in zip(PROMPTS, results):
         assert_same_ranking(got, exhaustive(model, tokenizer, table, prompt)[:30])
+    assert model.config._attn_implementation == attention  # restored after the decode steps
+
+
+def tiny_lm(architecture: str, vocab_size: int):
+    """A random-init tiny Qwen2 / Qwen3 / Llama (2 query heads per KV head), peaked like :func:`build_tiny_qwen2`."""
+    import transformers
+
+    config_class = getattr(transformers, f"{architecture}Config")
+    config = config_class(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=512,
+                          tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{architecture}ForCausalLM")(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("architecture", ["Qwen2", "Qwen3", "Llama"])
+def test_tree_attention_equals_the_generic_path(architecture, tokenizer, table):
+    """Every model in TREE_MODELS: the tree-attention steps give the items and scores of the 4D-mask steps through
+    the model's own forward, also when beams prune and prompts are padded."""
+    model = tiny_lm(architecture, len(tokenizer))
+    assert type(model).__name__ in torch_backend.TREE_MODELS
+    ids, mask = torch_backend.left_pad(tokenize_prompts(tokenizer, PROMPTS), tokenizer.pad_token_id)
+    token_ids = table.token_ids(tokenizer)
+    for beams in (3, max_prefixes(table)):
+        tree_items, tree_scores = torch_backend.beam_search_batch(model, ids, mask, table, token_ids, beams, 10)
+        items, scores = torch_backend.beam_search_batch(model, ids, mask, table, token_ids, beams, 10, tree=False)
+        assert torch.equal(tree_items, items)
+        torch.testing.assert_close(tree_scores, scores, atol=1e-4, rtol=0)
+
+
+def test_fused_and_plain_prompt_attention_agree():
+    """The CPU flash kernel's (output, log-sum-exp) equal plain softmax attention's, padding columns masked."""
+    torch.manual_seed(0)
+    query, key, value = torch.randn(3, 1, 8, 32), torch.randn(3, 1, 5, 32), torch.randn(3, 1, 5, 32)
+    bias = torch.zeros(3, 1, 1, 5)
+    bias[0, ..., :2] = torch.finfo(torch.float32).min  # a left-padded prompt
+    fused = torch_backend._attend(query, key, value, bias, 0.2, fused=True)
+    plain = torch_backend._attend(query, key, value, bias, 0.2, fused=False)
+    scores = query @ key.transpose(-1, -2) * 0.2 + bias
+    for got in (fused, plain):
+        torch.testing.assert_close(got[0], scores.softmax(-1) @ value)
+        torch.testing.assert_close(got[1], scores.logsumexp(-1))
+
+
+def test_level_children_pack_each_nodes_valid_codes(table):
+    """Row ``node - first_node`` lists exactly the node's valid codes, ascending, and their child nodes."""
+    trie = table.trie()
+    for level, children in enumerate(torch_backend.level_children(table, torch.device("cpu"))):
+        for row in range(children.codes.shape[0]):
+            node = children.first_node + row
+            assert int(trie.depth[node]) == level
+            valid = (trie.children[node] >= 0).nonzero().flatten()
+            n = len(valid)
+            assert children.codes[row, :n].tolist() == valid.tolist()
+            assert children.nodes[row, :n].tolist() == trie.children[node, valid].tolist()
+            assert (children.nodes[row, n:] == -1).all()
+
+
+def test_cached_token_ids_follow_the_tokenizer(table, tokenizer):
+    """Kept for the same tokenizer; rebuilt for another one, or when it grows."""
+    cpu = torch.device("cpu")
+    first = torch_backend.cached_token_ids(table, tokenizer, cpu)
+    assert torch.equal(first, table.token_ids(tokenizer))
+    assert torch_backend.cached_token_ids(table, tokenizer, cpu) is first
+    other = build_tokenizer(table, special=True)
+    assert torch.equal(torch_backend.cached_token_ids(table, other, cpu), table.token_ids(other))
+    other.add_tokens(["<zz_extra>"])
+    assert torch_backend.cached_token_ids(table, other, cpu) is not first
 
 
 def test_pruned_beam_search_is_not_exhaustive_but_sound(model, tokenizer, table):

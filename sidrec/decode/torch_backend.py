@@ -3,16 +3,25 @@
 Every SID has exactly ``n_levels`` tokens, so beam search needs no end-of-sequence bookkeeping: the prompt batch is
 prefilled once (only the last position's logits are computed), then there is one decode step per SID level. At each
 level, every live beam's allowed children (from the dense trie) are scored with the model's full-vocabulary
-log-probability, and the exact top-``beams`` of ``beams x codebook`` candidates per prompt are kept. The last level
+log-probability, and the exact top-``beams`` of those candidates per prompt are kept. The last level
 needs no forward pass: its candidates are ranked directly and the top-``topk`` leaves are the recommended items.
 
-The beams of a prompt share its KV cache row instead of each copying it (tree attention, as speculative decoders
-verify a token tree -- SpecInfer, Miao et al. 2024; Medusa, Cai et al. 2024): a decode step appends the ``beams``
-new tokens of a prompt to its one cache row as ``beams`` query positions, and a 4D attention mask lets each attend
-to the prompt, to its own ancestors among the tokens appended before, and to itself. Each token gets the position
-id it would have in its own sequence. So a step costs ``batch x beams`` query tokens against one copy of the prompt,
-not ``batch x beams`` copies of the prompt cache: the memory traffic of a step no longer grows with
-``beams x prompt length``, which is what made larger batches no cheaper per prompt.
+The beams of a prompt share its prompt's keys and values instead of each copying them (tree attention, as
+speculative decoders verify a token tree -- SpecInfer, Miao et al. 2024; Medusa, Cai et al. 2024). Each new token
+gets the position id it would have in its own sequence and attends to the prompt's real tokens, its own ancestors
+and itself. Two paths:
+
+- ``TREE_MODELS`` (Qwen2, Qwen3, Llama): a decode step runs ``model.model`` with :func:`tree_attention` as its
+  attention function. The prefill's cache is read, never grown or copied: the beams of a prompt attend to it as one
+  dense block (the heads sharing a KV head stacked as query rows), each beam attends to its own short path (kept
+  apart in :class:`BeamTree`), and the two are merged by their log-sum-exps, as split-KV attention kernels do
+  (FlashDecoding, Dao et al. 2023; cascade attention in FlashInfer, Ye et al. 2025). The step's logits are computed
+  a cache-sized chunk of rows at a time and only at the beams' valid children (:class:`LevelChildren`).
+- any other causal LM: the ``beams`` new tokens are appended to the prompt's one cache row as query positions, and a
+  4D attention mask through ``model(...)`` restricts what each sees (sdpa or eager attention).
+
+So a step costs ``batch x beams`` query tokens against one copy of the prompt, not ``batch x beams`` copies of the
+prompt cache. Decode speed against the prefill-only floor: benchmarks/results/decode_cpu_tiny.md.
 
 Exactness: when ``beams`` is at least the number of valid prefixes at every level, nothing is pruned and the
 result equals ranking every item by its SID log-probability ``sum_l log p(code_l | prompt, code_<l)`` (the
@@ -21,7 +30,11 @@ quantity HF beam search also accumulates, since it masks after ``log_softmax``).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import torch
 
@@ -56,14 +69,172 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _level_log_probs(logits: torch.Tensor, level_token_ids: torch.Tensor) -> torch.Tensor:
-    """Full-vocabulary log-probabilities of one level's SID tokens: ``(rows, V) -> (rows, C)``."""
-    logits = logits.float()
-    return logits[:, level_token_ids] - torch.logsumexp(logits, dim=-1, keepdim=True)
+# Causal LMs whose logits are exactly ``lm_head(model.model(...).last_hidden_state)`` (no logit scaling or
+# softcapping) and whose attention layers call a transformers attention function with no option but ``scaling``
+# (and ``sliding_window``, None unless ``config.use_sliding_window``): for these the decode steps run
+# :func:`tree_attention` inside ``model.model`` and apply the head themselves. Any other model takes the generic
+# path (a 4D mask through ``model(...)``, its own attention, its cache grown by every step).
+TREE_MODELS = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
+TREE_ATTENTION = "sidrec_tree"  # the name :func:`tree_attention` is registered under in transformers
+# Bytes of float32 logits per head chunk: on CPU a chunk that stays in the cache is ~3x faster than one big
+# (rows, vocab) matrix (measured on the tiny benchmark model: 3,200 rows x 1,167 tokens); on GPU it bounds memory.
+LOGIT_CHUNK_BYTES = {"cpu": 1 << 20}
+DEVICE_LOGIT_CHUNK_BYTES = 1 << 28
+
+
+@dataclass(frozen=True)
+class LevelChildren:
+    """The valid children of one trie level's nodes, packed to the left in code order.
+
+    Nodes of a level are numbered consecutively from ``first_node`` (:class:`sidrec.sid.SidTrie`), so row
+    ``node - first_node`` holds a node's children. Packing makes a step score ``max_children`` candidates per beam
+    instead of the whole codebook (in the CPU benchmark's catalogue: 256, ~70 and ~6 at the three levels).
+    """
+
+    first_node: int
+    codes: torch.Tensor  # (n_nodes, max_children) int64: the code of each child; 0 past a node's children
+    nodes: torch.Tensor  # (n_nodes, max_children) int64: the child node; -1 past a node's children
+
+
+_LEVEL_CHILDREN: WeakKeyDictionary[SidTable, dict[str, list[LevelChildren]]] = WeakKeyDictionary()
+_SID_TOKEN_IDS: WeakKeyDictionary[SidTable, tuple] = WeakKeyDictionary()
+
+
+def level_children(sid_table: SidTable, device: torch.device) -> list[LevelChildren]:
+    """One :class:`LevelChildren` per SID level of ``sid_table``'s trie on ``device`` (cached per table)."""
+    per_device = _LEVEL_CHILDREN.setdefault(sid_table, {})
+    if str(device) not in per_device:
+        trie = sid_table.trie(device)
+        levels = []
+        for level, size in enumerate(trie.codebook_sizes):
+            in_level = (trie.depth == level).nonzero().flatten()
+            first, end = int(in_level[0]), int(in_level[-1]) + 1
+            children = trie.children[first:end, :size]  # (n_nodes, size)
+            valid = children >= 0
+            max_children = max(int(valid.sum(-1).max()), 1)
+            order = torch.sort((~valid).to(torch.uint8), dim=-1, stable=True).indices[:, :max_children]
+            nodes = children.gather(1, order)
+            levels.append(LevelChildren(first, order.masked_fill(nodes < 0, 0), nodes))
+        per_device[str(device)] = levels
+    return per_device[str(device)]
+
+
+def cached_token_ids(sid_table: SidTable, tokenizer, device: torch.device) -> torch.Tensor:
+    """:meth:`SidTable.token_ids` on ``device``, kept per table for its last tokenizer (building it reads the whole
+    vocabulary, which costs more than a small decode batch); rebuilt when the tokenizer or its size changes."""
+    cached = _SID_TOKEN_IDS.get(sid_table)
+    if cached is not None and cached[0]() is tokenizer and cached[1:3] == (len(tokenizer), str(device)):
+        return cached[3]
+    token_ids = sid_table.token_ids(tokenizer).to(device)
+    _SID_TOKEN_IDS[sid_table] = (weakref.ref(tokenizer), len(tokenizer), str(device), token_ids)
+    return token_ids
+
+
+def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    """Full-vocabulary log-probabilities of some tokens per row: ``(rows, n)``.
+
+    ``features`` are ``(rows, vocab)`` logits when ``head`` is None, else ``(rows, hidden)`` final hidden states
+    that ``head`` projects to logits ``chunk_rows`` rows at a time (the ``(rows, vocab)`` matrix is never built);
+    ``tokens``: ``(rows, n)`` vocab ids. ``log p = logit - logsumexp(logits)``, in float32 whatever the model's
+    dtype, as HF beam search scores (it masks after ``log_softmax``).
+    """
+    log_probs = torch.empty(tokens.shape, dtype=torch.float32, device=tokens.device)
+    for start in range(0, tokens.shape[0], chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        logits = (features[rows] if head is None else head(features[rows])).float()
+        torch.gather(torch.log_softmax(logits, dim=-1), 1, tokens[rows], out=log_probs[rows])
+    return log_probs
+
+
+@dataclass
+class BeamTree:
+    """What :func:`tree_attention` reads in a decode step, per layer: the prompt's keys and values, computed once
+    by the prefill and shared by all beams (never copied), and each beam's own path, its earlier SID tokens."""
+
+    prompt_keys: list[torch.Tensor]  # per layer (batch, kv_heads, prompt_len, head_dim)
+    prompt_values: list[torch.Tensor]
+    prompt_bias: torch.Tensor  # (batch, 1, 1, prompt_len) additive: 0 for real tokens, dtype min for padding
+    path_keys: list[torch.Tensor]  # per layer (batch, kv_heads, width, depth, head_dim), depth = SID tokens so far
+    path_values: list[torch.Tensor]
+
+    def follow(self, parent: torch.Tensor) -> None:
+        """Make the paths those of the next level's beams: ``parent`` ``(batch, k)`` is the beam each extends."""
+        for paths in (self.path_keys, self.path_values):
+            for layer, path in enumerate(paths):
+                batch, kv_heads, _, depth, head_dim = path.shape
+                index = parent[:, None, :, None, None].expand(batch, kv_heads, parent.shape[1], depth, head_dim)
+                paths[layer] = path.gather(2, index)
+
+
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, scale: float,
+            fused: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention with an additive ``bias``, and the log-sum-exp of each query's scores (to merge with
+    attention over other keys): ``(batch, heads, q, d)`` against ``(batch, heads, k, d)`` -> ``(out, lse)``, float32.
+    ``fused`` (default: on CPU) uses torch's flash-attention CPU kernel, which returns both; else plain matmuls."""
+    if query.device.type == "cpu" if fused is None else fused:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, attn_mask=bias.to(query.dtype), scale=scale)[:2]
+        return out.float(), lse.float()
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)).mul_(scale).add_(bias)
+    lse = scores.logsumexp(-1)
+    return torch.matmul(torch.exp(scores - lse[..., None]), value.float()), lse
+
+
+def tree_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,
+                   scaling: float | None = None, beam_tree: BeamTree | None = None, **kwargs
+                   ) -> tuple[torch.Tensor, None]:
+    """Attention of one decode step's beam tokens, as a transformers attention function (``TREE_ATTENTION``).
+
+    ``query``, ``key``, ``value``: ``(batch, heads or kv_heads, width, head_dim)``, the ``width`` beam tokens of
+    each prompt (positions already applied). Each attends to its prompt's real tokens, its ancestors and itself,
+    computed in two parts merged by their log-sum-exps (as split-KV / cascade attention kernels do): all beams of a
+    prompt against its one cached prompt (one dense product per prompt, the heads that share a KV head stacked as
+    rows), and each beam against its own short path. The step's keys and values are appended to the paths in
+    ``beam_tree``. Returns ``((batch, width, heads, head_dim), None)``.
+    """
+    if beam_tree is None or kwargs.get("sliding_window") is not None:
+        raise ValueError(f"{TREE_ATTENTION!r} attention is only for sidrec's beam search (beam_tree=...), without "
+                         f"a sliding window; got beam_tree={beam_tree!r}, sliding_window={kwargs.get('sliding_window')}")
+    layer = module.layer_idx
+    batch, heads, width, head_dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    scale = head_dim ** -0.5 if scaling is None else scaling
+    out_prompt, lse_prompt = _attend(query.reshape(batch, kv_heads, groups * width, head_dim),
+                                     beam_tree.prompt_keys[layer], beam_tree.prompt_values[layer],
+                                     beam_tree.prompt_bias, scale)
+    path_keys = torch.cat([beam_tree.path_keys[layer], key[:, :, :, None]], 3)  # (batch, kv, width, depth, d)
+    path_values = torch.cat([beam_tree.path_values[layer], value[:, :, :, None]], 3)
+    beam_tree.path_keys[layer], beam_tree.path_values[layer] = path_keys, path_values
+    query = query.reshape(batch, kv_heads, groups, width, 1, head_dim)
+    scores = (query.float() * path_keys[:, :, None].float()).sum(-1) * scale  # (batch, kv, groups, width, depth)
+    lse_path = scores.logsumexp(-1)
+    out_path = ((scores - lse_path[..., None]).exp()[..., None] * path_values[:, :, None].float()).sum(-2)
+    lse_prompt = lse_prompt.view(batch, kv_heads, groups, width)
+    lse = torch.logaddexp(lse_prompt, lse_path)
+    out = (out_prompt.view(batch, kv_heads, groups, width, head_dim) * (lse_prompt - lse).exp()[..., None]
+           + out_path * (lse_path - lse).exp()[..., None])
+    return out.to(value.dtype).view(batch, heads, width, head_dim).transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def _attention_implementation(model, name: str):
+    """Switch ``model``'s attention function for the duration (the decode steps); restored afterwards. Not for a
+    model that another thread runs meanwhile."""
+    from transformers import AttentionInterface
+
+    if name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, tree_attention)
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = name
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = previous
 
 
 def _tree_mask(prompt_mask: torch.Tensor, ancestors: torch.Tensor, past: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive 4D attention mask ``(batch, 1, width, past + width)`` of one tree-attention decode step.
+    """Additive 4D attention mask ``(batch, 1, width, past + width)`` of one decode step on the generic path.
 
     ``prompt_mask``: ``(batch, prompt_len)`` 1 for real prompt tokens; ``ancestors``: ``(batch, width, depth)``
     cache columns of each new token's earlier SID tokens; ``past``: columns in the cache before this step. A new
@@ -82,7 +253,7 @@ def _tree_mask(prompt_mask: torch.Tensor, ancestors: torch.Tensor, past: int, dt
 
 @torch.inference_mode()
 def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sid_table: SidTable,
-                      sid_token_ids: torch.Tensor, beams: int, topk: int
+                      sid_token_ids: torch.Tensor, beams: int, topk: int, tree: bool | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Constrained beam search for one left-padded prompt batch (tree attention: module docstring).
 
@@ -91,61 +262,80 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         sid_token_ids: ``(n_levels, max_codebook)`` vocab ids from :meth:`SidTable.token_ids` (same device).
         beams: beam width kept after every level but the last.
         topk: items returned per prompt (may exceed ``beams``: the last level ranks all candidates).
+        tree: decode steps through :func:`tree_attention` (default: when the model is one of ``TREE_MODELS``);
+            False takes the generic path (a 4D mask through the model's own attention).
 
     Returns:
         ``(items, scores)``, both ``(batch, k)`` with ``k = min(topk, candidates)``: item indices into
         ``sid_table.item_ids`` (``-1`` where fewer valid items exist) and SID log-probabilities (``-inf`` there).
     """
+    if tree is None:
+        tree = type(model).__name__ in TREE_MODELS and not getattr(model.config, "use_sliding_window", False)
     attention = getattr(getattr(model, "config", None), "_attn_implementation", None) or "sdpa"
-    if attention not in ("sdpa", "eager"):
+    if not tree and attention not in ("sdpa", "eager"):
         raise ValueError(f"the torch decode backend needs attention that takes a 4D mask (sdpa or eager), the model "
                          f"uses {attention!r}: load it with attn_implementation='sdpa' or use backend 'hf'")
     device = input_ids.device
-    trie = sid_table.trie(device)
-    sizes = trie.codebook_sizes
+    levels = level_children(sid_table, device)
     batch = input_ids.shape[0]
     prompt_len = attention_mask.sum(-1)  # (batch,) real tokens per prompt
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                 logits_to_keep=1)
     cache = out.past_key_values
-    logits = out.logits[:, -1]  # (batch, V)
+    features, head = out.logits[:, -1], None  # (batch, V) logits of the first SID token
     del out
-    mask_dtype = next(model.parameters()).dtype
-    past = input_ids.shape[1]  # columns in the cache
+    vocab = model.get_output_embeddings().weight.shape[0] if tree else features.shape[-1]
+    chunk_rows = max(32, LOGIT_CHUNK_BYTES.get(device.type, DEVICE_LOGIT_CHUNK_BYTES) // (4 * vocab))
+    dtype = next(model.parameters()).dtype
+    past = input_ids.shape[1]  # columns in the cache (generic path)
     rows = torch.arange(batch, device=device)[:, None]
+    if tree:
+        prompt_bias = torch.zeros(batch, 1, 1, past, dtype=dtype, device=device)
+        prompt_bias.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
+        empty = [layer.keys.new_zeros(batch, layer.keys.shape[1], 1, 0, layer.keys.shape[-1]) for layer in cache.layers]
+        beam_tree = BeamTree([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers],
+                             prompt_bias, empty, list(empty))
 
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)  # (batch, width): trie node of each beam
     score = torch.zeros(batch, 1, device=device)  # (batch, width): SID log-prob so far
     alive = torch.ones(batch, 1, dtype=torch.bool, device=device)  # False for padding beams
     ancestors = torch.zeros(batch, 1, 0, dtype=torch.long, device=device)  # (batch, width, level): cache columns
-    for level, size in enumerate(sizes):
-        width = node.shape[1]
-        level_tokens = sid_token_ids[level, :size]  # (C,)
-        log_probs = _level_log_probs(logits, level_tokens).view(batch, width, size)
-        child = trie.children[node.clamp(min=0).view(-1), :size].view(batch, width, size)
-        allowed = (child >= 0) & alive[..., None]
-        candidates = (score[..., None] + log_probs).masked_fill(~allowed, float("-inf")).view(batch, -1)
-        last = level == len(sizes) - 1
-        k = min(topk if last else beams, width * size)
-        score, flat = candidates.topk(k, dim=-1)  # exact top-k of (width * C) per prompt
-        node = child.view(batch, -1).gather(1, flat)
-        alive = allowed.view(batch, -1).gather(1, flat)
-        if last:
-            break
-        parent = flat // size  # (batch, k) beam each candidate extends
-        code = flat % size
-        ancestors = ancestors[rows, parent]  # (batch, k, level): the parent's path
-        mask = _tree_mask(attention_mask, ancestors, past, mask_dtype)
-        position = (prompt_len[:, None] + level).expand(batch, k)  # each token's position in its own sequence
-        out = model(input_ids=level_tokens[code], attention_mask=mask, position_ids=position,
-                    past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
-        logits = out.logits.reshape(batch * k, -1)  # (batch * k, V)
-        del out
-        ancestors = torch.cat([ancestors, (past + torch.arange(k, device=device)).expand(batch, k)[..., None]], -1)
-        past += k
-    items = trie.leaf_item(node).masked_fill(~alive, -1)
+    with _attention_implementation(model, TREE_ATTENTION) if tree else nullcontext():
+        for level, children in enumerate(levels):
+            width = node.shape[1]
+            local = (node - children.first_node).clamp(0, children.codes.shape[0] - 1)  # padding beams: any node
+            child_nodes = children.nodes[local]  # (batch, width, n) with n = max_children
+            allowed = (child_nodes >= 0) & alive[..., None]
+            child_tokens = sid_token_ids[level][children.codes[local]]  # (batch, width, n) vocab ids
+            n = child_tokens.shape[-1]
+            log_probs = _child_log_probs(features, head, child_tokens.view(batch * width, n), chunk_rows)
+            candidates = (score[..., None] + log_probs.view(batch, width, n)).masked_fill(~allowed, float("-inf"))
+            last = level == len(levels) - 1
+            k = min(topk if last else beams, width * n)
+            score, flat = candidates.view(batch, -1).topk(k, dim=-1)  # exact top-k of (width * n) per prompt
+            node = child_nodes.view(batch, -1).gather(1, flat)
+            alive = allowed.view(batch, -1).gather(1, flat)
+            if last:
+                break
+            tokens = child_tokens.view(batch, -1).gather(1, flat)  # (batch, k)
+            position = (prompt_len[:, None] + level).expand(batch, k)  # each token's position in its own sequence
+            if tree:
+                beam_tree.follow(flat // n)
+                hidden = model.model(input_ids=tokens, position_ids=position, use_cache=False,
+                                     beam_tree=beam_tree).last_hidden_state
+                features, head = hidden.reshape(batch * k, -1), model.lm_head  # (batch * k, hidden)
+                continue
+            ancestors = ancestors[rows, flat // n]  # (batch, k, level): the path of the beam each extends
+            out = model(input_ids=tokens, attention_mask=_tree_mask(attention_mask, ancestors, past, dtype),
+                        position_ids=position, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            features = out.logits.reshape(batch * k, -1)  # (batch * k, V)
+            del out
+            ancestors = torch.cat([ancestors, (past + torch.arange(k, device=device)).expand(batch, k)[..., None]],
+                                  -1)
+            past += k
+    items = sid_table.trie(device).leaf_item(node).masked_fill(~alive, -1)
     return items, score.masked_fill(~alive, float("-inf"))
 
 
@@ -155,15 +345,15 @@ def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTabl
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    sid_token_ids = sid_table.token_ids(tokenizer).to(device)
+    token_ids = cached_token_ids(sid_table, tokenizer, device)
     token_lists = tokenize_prompts(tokenizer, prompts)
     pad = pad_id_of(tokenizer)
     results: list[list[tuple[str, float]]] = [[] for _ in prompts]
     batches = length_sorted_batches([len(t) for t in token_lists], batch_size)
     for index in tqdm(batches, desc="decode (torch)", disable=not progress):
         ids, mask = left_pad([token_lists[i] for i in index], pad)
-        items, scores = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, sid_token_ids,
-                                          beams, topk)
+        items, scores = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids, beams,
+                                          topk)
         for row, i in enumerate(index):
             results[i] = [(sid_table.item_ids[it], sc) for it, sc in zip(items[row].tolist(), scores[row].tolist())
                           if it >= 0]
