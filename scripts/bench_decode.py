@@ -5,7 +5,8 @@ benchmarks/results/.
 The same model, prompts and catalogue for every backend in one run. Prompts are SID histories of about
 ``--prompt-tokens`` tokens; the catalogue is ``--n-items`` random unique SIDs of ``--levels`` levels over
 ``--codebook`` codes. The prefill floor is one forward pass of the whole prompt batch (last-position logits only):
-no decoder can beat it, so ``torch users/s / floor users/s`` is the fraction of the ideal reached.
+no decoder can beat it, so ``torch users/s / floor users/s`` is the fraction of the ideal reached (the floor is timed
+again before each timed run of a backend, so a ratio compares runs made under the same machine load).
 
 CPU (tiny Qwen2, 2 layers x 64 hidden; a ratio between backends, not absolute speed). The vllm backend needs the
 second environment (.venv-vllm, built by ``bash scripts/test.sh`` or ``source scripts/_env_vllm.sh``), which also
@@ -68,19 +69,29 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _best_time(fn, device, repeats: int) -> tuple[float, float, object]:
-    """``(wall seconds, CPU seconds of this process, result)`` of the fastest of ``repeats`` runs. On a shared
-    machine the CPU seconds are the steadier figure: time the process waited for a core is not in them."""
-    best, cpu, result = float("inf"), float("inf"), None
+def _timed(fn, device) -> tuple[float, float, object]:
+    _sync(device)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    _sync(device)
+    return time.perf_counter() - start, time.process_time() - start_cpu, result
+
+
+def _best_time(fn, device, repeats: int, floor=None) -> tuple[float, float, object, tuple[float, float]]:
+    """``(wall seconds, CPU seconds of this process, result, floor)`` of the fastest of ``repeats`` runs of ``fn``.
+
+    ``floor`` (a function) is timed just before each run and its fastest ``(wall, CPU)`` returned, so a ratio to it
+    compares runs made under the same load on a shared machine. The CPU seconds are the steadier figure there: time
+    the process waited for a core is not in them.
+    """
+    best, cpu, result, floor_best = float("inf"), float("inf"), None, (float("inf"), float("inf"))
     for _ in range(repeats):
-        _sync(device)
-        start, start_cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        _sync(device)
-        seconds = time.perf_counter() - start
+        if floor is not None:
+            floor_best = min(floor_best, _timed(floor, device)[:2])
+        seconds, cpu_seconds, result = _timed(fn, device)
         if seconds < best:
-            best, cpu = seconds, time.process_time() - start_cpu
-    return best, cpu, result
+            best, cpu = seconds, cpu_seconds
+    return best, cpu, result, floor_best
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -131,7 +142,7 @@ def main(args: argparse.Namespace) -> dict:
                 model(input_ids=ids[sl], attention_mask=mask[sl], logits_to_keep=1)
 
     prefill()  # warm-up
-    prefill_s, prefill_cpu_s, _ = _best_time(prefill, device, args.repeats)
+    prefill_s, prefill_cpu_s, _, _ = _best_time(prefill, device, args.repeats)
     engine = _vllm_engine(model, tokenizer, dtype, max(prompt_lengths) + args.levels + 8) \
         if "vllm" in args.backends else None
     rows = []
@@ -148,12 +159,15 @@ def main(args: argparse.Namespace) -> dict:
                                  batch_size=args.batch_size)
 
             recommend(decoder, tokenizer, prompts[:2], table, beams=beams, topk=topk, backend=backend)  # warm-up
-            seconds, cpu_seconds, ranked = _best_time(run, device, args.repeats)
+            seconds, cpu_seconds, ranked, (floor_s, floor_cpu_s) = _best_time(run, device, args.repeats, prefill)
             valid = sum(item in table.item_index for r in ranked for item, _ in r)
             total = sum(len(r) for r in ranked)
             results[backend] = ranked
             rows.append({"beams": beams, "backend": backend, "seconds": round(seconds, 4),
-                         "cpu_seconds": round(cpu_seconds, 4),
+                         "cpu_seconds": round(cpu_seconds, 4), "floor_seconds": round(floor_s, 4),
+                         "floor_cpu_seconds": round(floor_cpu_s, 4),
+                         "fraction_of_prefill_floor": round(floor_s / seconds, 4),
+                         "cpu_fraction_of_prefill_floor": round(floor_cpu_s / cpu_seconds, 4),
                          "users_per_s": round(len(prompts) / seconds, 2), "items_returned": total,
                          "valid_items": valid})
             print(f"beams {beams:3d} {backend:13s} {seconds:8.3f} s  {len(prompts) / seconds:9.1f} users/s  "
@@ -166,15 +180,12 @@ def main(args: argparse.Namespace) -> dict:
                 row["top1_agrees_with_torch"] = round(float(same_top1), 4)
                 row["topk_list_equals_torch"] = round(float(same_list), 4)
     floor = len(prompts) / prefill_s
-    for r in rows:
-        r["fraction_of_prefill_floor"] = round(r["users_per_s"] / floor, 4)
-        r["cpu_fraction_of_prefill_floor"] = round(prefill_cpu_s / r["cpu_seconds"], 4)
     summary = []
     for beams in args.beams:
         by = {r["backend"]: r for r in rows if r["beams"] == beams}
         entry = {"beams": beams}
         if "torch" in by:
-            entry["torch_fraction_of_prefill_floor"] = round(by["torch"]["users_per_s"] / floor, 4)
+            entry["torch_fraction_of_prefill_floor"] = by["torch"]["fraction_of_prefill_floor"]
             entry["torch_cpu_fraction_of_prefill_floor"] = by["torch"]["cpu_fraction_of_prefill_floor"]
             for other in ("hf-prefix-fn", "hf", "vllm"):
                 if other in by:
@@ -243,15 +254,18 @@ def _markdown(report: dict) -> str:
              f"Prefill-only floor: {report['prefill_floor']['seconds']} s = "
              f"{report['prefill_floor']['users_per_s']} users/s"
              + (f" ({report['prefill_floor']['cpu_seconds']} CPU s)" if "cpu_seconds" in report['prefill_floor']
-                else "") + ". Users/s and \"of prefill floor\" are wall-clock figures (best of the repeats); \"CPU "
-             "s\" is the CPU time of this process in that same run, and \"of floor, CPU\" the floor's CPU time over it, "
-             "the steadier ratio when other processes share the cores (see the load average above).", "",
-             "| beams | backend | users/s | of prefill floor | seconds | CPU s | of floor, CPU | valid items | "
-             "top-1 = torch | top-K list = torch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+                else "") + ", timed before the backends. Each row's ratio uses the floor timed again just before "
+             "each of that row's runs (\"floor s\", best of the repeats), so both were measured under the same load. "
+             "Users/s, seconds and \"of prefill floor\" are wall-clock figures (best of the repeats); \"CPU s\" is "
+             "the CPU time of this process in that same run, and \"of floor, CPU\" the floor's CPU time over it, the "
+             "steadier ratio when other processes share the cores (see the load average above).", "",
+             "| beams | backend | users/s | of prefill floor | seconds | floor s | CPU s | of floor, CPU | "
+             "valid items | top-1 = torch | top-K list = torch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         lines.append(f"| {r['beams']} | {r['backend']} | {r['users_per_s']} | {r.get('fraction_of_prefill_floor', '')} | "
-                     f"{r['seconds']} | {r.get('cpu_seconds', '')} | {r.get('cpu_fraction_of_prefill_floor', '')} | "
+                     f"{r['seconds']} | {r.get('floor_seconds', '')} | {r.get('cpu_seconds', '')} | "
+                     f"{r.get('cpu_fraction_of_prefill_floor', '')} | "
                      f"{r['valid_items']}/{r['items_returned']} | "
                      f"{r.get('top1_agrees_with_torch', '')} | {r.get('topk_list_equals_torch', '')} |")
     others = [b for b in ("hf-prefix-fn", "hf", "vllm") if any(f"torch_over_{b}" in s for s in report["summary"])]
