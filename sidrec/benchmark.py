@@ -54,11 +54,56 @@ def environment(device: str | None = None, dirty_paths: tuple[str, ...] | None =
             "device": device_name(device), "torch": torch.__version__}
 
 
+# The first commit whose runs repeat exactly (issue 22: before it, the tokenizers' trainers broke ties by a
+# per-process hash seed, and everything downstream of the sensory student and the tiny model's tokenizer varied).
+REPRODUCIBLE_SINCE = "e4fb7df"
+
+
+def _budgets(report: dict) -> list[str]:
+    """Every ``max_minutes`` set in a report, as a JSON key or inside the YAML config text it quotes."""
+    import json
+    import re
+
+    text = json.dumps(report, default=str)
+    return sorted(set(re.findall(r'max_minutes\\?"?\s*:\s*([0-9][0-9.]*)', text)), key=float)
+
+
+def reproducibility(report: dict) -> str:
+    """Whether a result page's figures repeat when its command is run again (README: Reproducibility), from its
+    commit, device and time budgets."""
+    env = report.get("env") if isinstance(report.get("env"), dict) else report
+    commit, device = str(env.get("commit") or ""), str(env.get("device") or "")
+    lines = ["Timings and throughput are measurements of the machine and its load at the time, never repeatable."]
+    if commit and not _is_descendant(commit.removesuffix("+dirty"), REPRODUCIBLE_SINCE):
+        lines.insert(0, f"Made at {commit}, before runs were made repeatable ({REPRODUCIBLE_SINCE}, issue 22): "
+                        "rerunning the command now gives figures that may differ in the last digits.")
+    elif "cpu" in device.lower():
+        lines.insert(0, "Model figures repeat exactly when the command is run again at this commit with the same "
+                        "seeds and thread count on CPU (tests/test_reproducibility.py).")
+    else:
+        lines.insert(0, "GPU kernels are not all deterministic: a rerun may differ in the last digits "
+                        "(`sidrec pipeline --deterministic` switches on torch's deterministic algorithms).")
+    budgets = _budgets(report)
+    if budgets:
+        lines.insert(1, f"Training stopped on time budgets (max_minutes {', '.join(budgets)}): where a run stops "
+                        "depends on the machine's speed and load, so those figures are not exactly repeatable.")
+    return " ".join(lines)
+
+
+def _is_descendant(commit: str, ancestor: str) -> bool:
+    try:
+        return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit], capture_output=True,
+                              cwd=ROOT).returncode == 0
+    except OSError:
+        return False
+
+
 def write_report(out_dir: str | Path, stem: str, report: dict, markdown: str) -> None:
     """``<out_dir>/<stem>.json`` and ``<stem>.md``, each written atomically (an interrupted write leaves the old
-    result in place)."""
+    result in place); both say whether the figures are reproducible (:func:`reproducibility`)."""
     from sidrec.artifacts import write_json, write_text
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_json(Path(out_dir) / f"{stem}.json", report)
-    write_text(Path(out_dir) / f"{stem}.md", markdown)
+    note = reproducibility(report)
+    write_json(Path(out_dir) / f"{stem}.json", {**report, "reproducibility": note})
+    write_text(Path(out_dir) / f"{stem}.md", markdown.rstrip("\n") + f"\n\n## Reproducibility\n\n{note}\n")

@@ -11,8 +11,10 @@ their last checkpoint when they were interrupted (SIGKILL included), so a killed
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,8 @@ class PipelineConfig:
     decode: dict = opt({}, "options of `sidrec decode` (backend, beams, topk)")
     baselines: list = opt([], "list of baseline option mappings, e.g. [{model: sasrec, fusion: id}]")
     evaluate: dict = opt({}, "evaluation: {split: test}")
+    deterministic: bool = opt(False, "torch's deterministic algorithms (GPU kernels); CPU runs are repeatable "
+                                     "without it. Not part of any stage's hash")
 
     def problems(self) -> list[str]:
         p = []
@@ -162,7 +166,7 @@ def stage_baselines(run: Run) -> None:
     from sidrec.baselines import BaselineConfig, train_baseline
 
     for spec in run.cfg.baselines:
-        name = spec.get("name") or "_".join(str(spec[k]) for k in ("model", "fusion") if k in spec)
+        name = _baseline_name(spec)
         options = {k: v for k, v in spec.items() if k != "name"}
         train_baseline(resolve(BaselineConfig, overrides={"seed": run.cfg.seed, **options, "data": str(run.data),
                                                           "semantics": str(run.semantics), "split": run.split,
@@ -174,8 +178,7 @@ def stage_baselines(run: Run) -> None:
 def stage_report(run: Run) -> None:
     from sidrec.eval.report import write_report
 
-    baselines = [b.get("name") or "_".join(str(b[k]) for k in ("model", "fusion") if k in b)
-                 for b in run.cfg.baselines]
+    baselines = [_baseline_name(b) for b in run.cfg.baselines]
     out = write_report(run.root, run.data, run.split, generative=("sft", "grpo"), baselines=baselines)
     log.info("report: %s", out)
 
@@ -208,9 +211,21 @@ def _without_volatile(section: Any) -> Any:
     return section
 
 
+def _with_file_contents(section: Any) -> Any:
+    """A section whose ``config_file`` is replaced by the file's path and content hash: editing the file changes
+    the stage's hash (by path alone, an edited file would leave the stage marked done)."""
+    if isinstance(section, dict) and section.get("config_file"):
+        path = Path(section["config_file"])
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+        return {**section, "config_file": {"path": str(path), "sha256": digest}}
+    return section
+
+
 def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
-    """Hash per stage over its own sections (time budgets left out) and its upstream stages' hashes."""
-    values = {k: _without_volatile(v) for k, v in dataclasses.asdict(cfg).items()}
+    """Hash per stage over its own sections (time budgets left out, config files by content) and its upstream
+    stages' hashes."""
+    values = {k: _with_file_contents(_without_volatile(v)) for k, v in dataclasses.asdict(cfg).items()
+              if k != "deterministic"}
     hashes: dict[str, str] = {}
     for stage in STAGES:
         hashes[stage] = config_hash({"sections": {s: values[s] for s in STAGE_SECTIONS[stage]},
@@ -224,6 +239,10 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
     run = Run(cfg)
     run.root.mkdir(parents=True, exist_ok=True)
     _log_to_file(run.root / "pipeline.log")
+    if cfg.deterministic:
+        from sidrec.determinism import use_deterministic_algorithms
+
+        use_deterministic_algorithms()
     write_yaml(run.root / "config.yaml", cfg)
     names = list(STAGES)
     lo = names.index(start) if start else 0
@@ -242,14 +261,22 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
             summary.append((stage, "skipped", 0.0))
             continue
         # Redo from scratch when forced or when the outputs there were made from other options / inputs; an
-        # interrupted attempt with the same hash resumes instead (SFT and GRPO from their last checkpoint).
+        # interrupted attempt with the same hash resumes instead (SFT and GRPO from their last checkpoint), unless
+        # it was killed before it had forgotten the earlier outputs (then it starts from scratch again).
         stale = {finished_hash, started_hash} - {None, hashes[stage]}
-        run.force = force or bool(stale) or upstream_ran or (start == stage and finished_hash == hashes[stage])
+        unclean = started_hash == hashes[stage] and not _read_marker(started).get("clean", True)
+        run.force = (force or bool(stale) or upstream_ran or unclean
+                     or (start == stage and finished_hash == hashes[stage]))
         resuming = started_hash == hashes[stage] and finished_hash != hashes[stage] and not run.force
         log.info("[%s] %s", stage, "resuming an interrupted run" if resuming else
                  "running" + (" (from scratch)" if run.force and (finished_hash or started_hash) else ""))
         marker.unlink(missing_ok=True)
-        write_json(started, {"stage": stage, "hash": hashes[stage]})
+        if run.force:
+            # Forget every done-marker and resume state of the earlier outputs *before* any work, so that an
+            # attempt killed anywhere leaves nothing of them that a later resume could take for finished.
+            write_json(started, {"stage": stage, "hash": hashes[stage], "clean": False})
+            forget_outputs(run, stage)
+        write_json(started, {"stage": stage, "hash": hashes[stage], "clean": True})
         t0 = time.perf_counter()
         STAGE_FUNCTIONS[stage](run)
         elapsed = time.perf_counter() - t0
@@ -264,11 +291,42 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
 
 
 def _read_hash(marker: Path) -> str | None:
+    return _read_marker(marker).get("hash")
 
+
+def _read_marker(marker: Path) -> dict[str, Any]:
     try:
-        return json.loads(marker.read_text())["hash"]
-    except (ValueError, KeyError):
-        return None
+        found = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def forget_outputs(run: Run, stage: str) -> None:
+    """Remove what marks ``stage``'s earlier outputs as finished or resumable (done-markers, sidecars, trainer
+    checkpoints, baseline resume states): a from-scratch attempt then redoes all of it, and one killed half-way
+    resumes only from what it made itself. The outputs themselves stay until they are replaced (atomically)."""
+    baseline_dirs = [run.root / "baselines" / _baseline_name(spec) for spec in run.cfg.baselines]
+    doomed: dict[str, list[Path]] = {
+        "prepare": [run.data / "_stage.json"],
+        "semantics": [run.semantics / "_stage.json", run.semantics / "_parts.json"],
+        "quantize": [run.sids / "_stage.json"],
+        "align": [run.align / "_stage.json"],
+        "sft": [run.sft / "_stage.json", *run.sft.glob("checkpoint-*")],
+        "grpo": [run.grpo / "_stage.json", *run.grpo.glob("checkpoint-*")],
+        "decode": [run.predictions / f"{name}.jsonl.config.json" for name in ("sft", "grpo")],
+        "baselines": [d / name for d in baseline_dirs for name in ("summary.json", "last.pt")],
+        "report": [],
+    }
+    for path in doomed[stage]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _baseline_name(spec: dict) -> str:
+    return spec.get("name") or "_".join(str(spec[k]) for k in ("model", "fusion") if k in spec)
 
 
 def _log_to_file(path: Path) -> None:
@@ -309,16 +367,21 @@ def _print_summary(run: Run, summary: list[tuple[str, str, float]]) -> None:
 @click.option("--from", "start", type=click.Choice(STAGES), default=None, help="First stage to run (rerun it).")
 @click.option("--until", type=click.Choice(STAGES), default=None, help="Last stage to run.")
 @click.option("--force", is_flag=True, help="Redo the selected stages even when their outputs are up to date.")
+@click.option("--deterministic", is_flag=True, default=None,
+              help="torch's deterministic algorithms, for GPU runs (CPU runs repeat without it; see README).")
 def pipeline_command(config_path: str, run_dir: str | None, start: str | None, until: str | None,
-                     force: bool) -> None:
+                     force: bool, deterministic: bool | None) -> None:
     """Run the whole pipeline from one YAML file; finished stages are skipped on re-run.
 
     \b
     sidrec pipeline --config configs/demo.yaml                 # offline demo, synthetic catalogue
     sidrec pipeline --config configs/industrial.yaml           # ../shared Industrial
     sidrec pipeline --config configs/demo.yaml --from sft      # redo SFT and everything after it
+    sidrec pipeline --config configs/industrial.yaml --deterministic  # GPU: deterministic torch kernels
     """
-    overrides = {"run_dir": run_dir} if run_dir else {}
+    overrides: dict[str, Any] = {"run_dir": run_dir} if run_dir else {}
+    if deterministic:
+        overrides["deterministic"] = True
     cfg = resolve(PipelineConfig, config_path, overrides)
     run_pipeline(cfg, start, until, force)
 

@@ -157,8 +157,50 @@ def write_report(run_dir: str | Path, data_dir: str | Path | None = None, split:
     examples = sid_examples(run_dir, data)
     if examples:
         md += ["", "## SID clusters (largest first-level codes)", ""] + examples
+    md += ["", "## Reproducibility", "", reproducibility(run_dir)]
     for note in data.stats.get("notes", []):
         md += ["", f"> note: {note}"]
     out = run_dir / "report.md"
     write_text(out, "\n".join(md) + "\n")
     return out
+
+
+def reproducibility(run_dir: str | Path) -> str:
+    """Whether this run's figures repeat when it is run again (README: Reproducibility): always on CPU for the same
+    config, seed and thread count, killed and resumed or not; not exactly under a time budget or on GPU kernels."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    budgets = []
+    for section in ("sft", "grpo"):
+        options = dict(config.get(section) or {})
+        file = options.get("config_file")
+        if file and Path(file).is_file():
+            options = {**(yaml.safe_load(Path(file).read_text()) or {}), **options}
+        if options.get("max_minutes") is not None:
+            budgets.append(f"{section}.max_minutes {options['max_minutes']}")
+    budgets += [f"baseline {b.get('model')}/{b.get('fusion', 'id')} max_minutes {b['max_minutes']}"
+                for b in config.get("baselines") or [] if isinstance(b, dict) and b.get("max_minutes") is not None]
+    devices = set()
+    for summary in [run_dir / "sft" / "sft_summary.json", *sorted(run_dir.glob("baselines/*/summary.json"))]:
+        try:
+            devices.add(str(json.loads(summary.read_text()).get("device", "")))
+        except (OSError, ValueError):
+            continue
+    gpu = sorted(d for d in devices if d.startswith("cuda"))
+    text = ("Same config, seed and thread count (`OMP_NUM_THREADS`) on CPU: a rerun, also one killed and resumed "
+            "anywhere, gives these figures exactly (byte-identical predictions; tests/test_reproducibility.py). "
+            "Timings are measurements of this machine and its load, never repeatable.")
+    if gpu:
+        text += (f" Trained on {', '.join(gpu)}: " + (
+            "with `--deterministic` (deterministic torch kernels), repeatable on the same GPU model and software."
+            if config.get("deterministic") else
+            "GPU kernels are not all deterministic, so a rerun may differ in the last digits; "
+            "`sidrec pipeline --deterministic` switches on torch's deterministic algorithms."))
+    if budgets:
+        text += (f" **Not exactly repeatable here**: training stopped on a time budget ({'; '.join(budgets)}), "
+                 "and where it stops depends on the machine's speed and load; without the budget the run repeats.")
+    return text
+

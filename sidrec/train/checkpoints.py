@@ -12,6 +12,8 @@ Three things stand between a resumed run and the uninterrupted one, each handled
   way accelerate's seedable sampler already does for plain random sampling.
 - ``EarlyStoppingCallback``'s patience counter is not restored from a checkpoint by default, so a resumed run
   would stop later; :func:`restore_early_stopping` restores it (and nothing else of the trainer's control state).
+- Resumed from the checkpoint where training had ended (the kill came before the final model was written), the
+  Trainer trains on; :func:`train_or_finish` loads the final weights instead.
 
 (And TRL's model card lists its tags in set order, which changes with the hash seed: they are sorted.)
 """
@@ -117,16 +119,52 @@ def sort_model_card_tags(readme: Path) -> None:
     write_text(readme, "\n".join(lines))
 
 
+def _early_stopping_state(state: dict) -> dict:
+    stored = (state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
+    stored = stored[0] if isinstance(stored, list) and stored else stored
+    return stored if isinstance(stored, dict) else {}
+
+
+def training_finished(trainer, checkpoint: str | Path) -> bool:
+    """True when ``trainer``'s run would have ended at ``checkpoint``: it is at the trainer's ``max_steps``, or its
+    early stopping had run out of the trainer's patience (a kill came after that save, before the final model was
+    written). An epoch-bound run resumed at its last step trains no further by itself."""
+    from transformers import EarlyStoppingCallback
+
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    if trainer.args.max_steps > 0 and state.get("global_step", 0) >= trainer.args.max_steps:
+        return True
+    counter = _early_stopping_state(state).get("attributes", {}).get("early_stopping_patience_counter")
+    return counter is not None and any(isinstance(c, EarlyStoppingCallback) and counter >= c.early_stopping_patience
+                                       for c in trainer.callback_handler.callbacks)
+
+
+def train_or_finish(trainer, resume: str | None):
+    """``trainer.train(resume_from_checkpoint=resume)``, except when training had already ended at ``resume``
+    (:func:`training_finished`): the Trainer would then train on (one step past ``max_steps``; past early stopping
+    until its next evaluation), where the uninterrupted run stopped. Instead the trainer state and the final
+    weights (the best checkpoint's under ``load_best_model_at_end``, else ``resume``'s) are loaded. Returns the
+    ``TrainOutput``."""
+    if not resume or not training_finished(trainer, resume) or getattr(trainer, "is_deepspeed_enabled", False):
+        return trainer.train(resume_from_checkpoint=resume)
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    source = best if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else str(resume)
+    trainer._load_from_checkpoint(source)
+    log.info("training had ended at %s: weights from %s, no further steps", resume, source)
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else 0.0, {})
+
+
 def restore_early_stopping(trainer, checkpoint: str | Path) -> None:
     """Give the trainer's ``EarlyStoppingCallback`` the patience counter stored in ``checkpoint``."""
     from transformers import EarlyStoppingCallback
 
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    stored = (state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
-    stored = stored[0] if isinstance(stored, list) and stored else stored
-    if not isinstance(stored, dict):
-        return
-    counter = stored.get("attributes", {}).get("early_stopping_patience_counter")
+    counter = _early_stopping_state(state).get("attributes", {}).get("early_stopping_patience_counter")
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, EarlyStoppingCallback) and counter is not None:
             callback.early_stopping_patience_counter = int(counter)

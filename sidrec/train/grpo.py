@@ -43,7 +43,7 @@ from sidrec.artifacts import (
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
 from sidrec.train import options as options_mod
-from sidrec.train.checkpoints import last_complete_checkpoint, resumable
+from sidrec.train.checkpoints import last_complete_checkpoint, resumable, train_or_finish
 from sidrec.train.options import parse_command_line
 from sidrec.train.rewards import REWARD_NAMES
 
@@ -434,7 +434,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
                           args=trainer_args, train_dataset=dataset, processing_class=tokenizer,
                           rollout_func=rollout, callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_or_finish(trainer, resume)
     minutes = (time.perf_counter() - started) / 60
 
     _save_final(trainer, tokenizer, final)

@@ -38,7 +38,12 @@ from sidrec.artifacts import (
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
 from sidrec.train import options as options_mod
-from sidrec.train.checkpoints import last_complete_checkpoint, restore_early_stopping, resumable
+from sidrec.train.checkpoints import (
+    last_complete_checkpoint,
+    restore_early_stopping,
+    resumable,
+    train_or_finish,
+)
 from sidrec.train.options import parse_command_line
 
 if TYPE_CHECKING:
@@ -333,7 +338,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         clock, begun = ((time.process_time, started_cpu - earlier["cpu_seconds"]) if args.budget_clock == "cpu"
                         else (time.perf_counter, started - earlier["seconds"]))
         trainer.add_callback(_budget_callback(begun, args.max_minutes, clock))
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_or_finish(trainer, resume)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     final = _save_final(trainer, args, tokenizer, out)
     if trainer.accelerator.is_main_process:
