@@ -200,3 +200,46 @@ def test_a_run_killed_in_every_stage_ends_with_the_uninterrupted_predictions(uni
     for rel in ("sids/sids.json", "semantics/item_emb.npy", "metrics/comparison.json", "report.md",
                 "sft/final/model.safetensors", "grpo/final/model.safetensors"):
         assert (run / rel).read_bytes() == (a / rel).read_bytes(), f"{rel} differs from the uninterrupted run"
+
+
+def test_bpe_vocabulary_depends_on_the_words_alone():
+    """Equally frequent pairs are merged in string order, whatever order the words come in."""
+    from collections import Counter
+
+    from sidrec.bpe import learn_bpe
+
+    words = {"lowest": 2, "newer": 2, "wider": 2, "low": 5, "slow": 1}
+    forward = learn_bpe(Counter(words), 40, special_tokens=["<pad>"])
+    backward = learn_bpe(Counter(dict(reversed(list(words.items())))), 40, special_tokens=["<pad>"])
+    assert forward == backward
+    vocab, merges = forward
+    assert merges[:2] == [("l", "o"), ("lo", "w")]  # "l o" and "o w" both occur 8 times: "l" < "o"
+    assert merges[2] == ("e", "r") and vocab["<pad>"] == 0  # "e r" and "w e" both occur 4 times: "e" < "w"
+
+
+def test_stage_hashes_follow_the_sft_config_file_content(tmp_path):
+    from sidrec.config import resolve
+    from sidrec.pipeline import PipelineConfig, stage_hashes
+
+    file = tmp_path / "sft.yaml"
+    file.write_text("learning_rate: 1.0e-3\n")
+    cfg = resolve(PipelineConfig, overrides={"sft": {"config_file": str(file)}})
+    before = stage_hashes(cfg)
+    file.write_text("learning_rate: 2.0e-3\n")
+    after = stage_hashes(cfg)
+    assert before["sft"] != after["sft"] and before["grpo"] != after["grpo"]
+    assert before["align"] == after["align"]
+
+
+def test_resume_skips_incomplete_checkpoints(tmp_path):
+    from sidrec.train.checkpoints import last_complete_checkpoint
+
+    for step, state in ((4, '{"global_step": 4}'), (8, '{"global_step": 8}'), (12, '{"global_st'), (16, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-8"]
+    assert last_complete_checkpoint(tmp_path / "missing") is None
