@@ -5,7 +5,10 @@ Each stage reads its section of the config, writes under the run directory, and 
 ``RUN/.pipeline/<stage>.json`` holding the hash of its section *and of every upstream stage's hash*. A stage whose
 marker matches is skipped on re-run (resume); a changed option reruns that stage and everything downstream.
 ``--from`` / ``--until`` select a range and ``--force`` redoes the selected stages. Training stages resume from
-their last checkpoint when they were interrupted (SIGKILL included), so a killed run continues where it stopped.
+their last complete checkpoint when they were interrupted (SIGKILL included), so a killed run continues where it
+stopped and ends where an unkilled one does (README: Reproducibility). Before a stage is redone from scratch its
+earlier outputs' done-markers and resume states are forgotten (:func:`forget_outputs`, recorded in the started
+marker as ``clean``), so no attempt killed half-way leaves them counted as done.
 """
 
 from __future__ import annotations
