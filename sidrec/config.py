@@ -113,14 +113,12 @@ def resolve(cls: type[T], yaml_path: str | Path | None = None, overrides: dict[s
         for key, value in loaded.items():
             key_norm = str(key).replace("-", "_")
             if key_norm not in fields:
-                near = difflib.get_close_matches(key_norm, list(fields), n=1)
-                hint = f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(fields)})"
-                problems.append(f"unknown option '{key}'{hint}")
+                problems.append(_unknown(key, key_norm, fields))
                 continue
             values[key_norm] = value
     for key, value in (overrides or {}).items():
         if key not in fields:
-            problems.append(f"unknown option '{key}'")
+            problems.append(_unknown(key, str(key), fields))
             continue
         values[key] = value
     coerced: dict[str, Any] = {}
@@ -141,6 +139,13 @@ def resolve(cls: type[T], yaml_path: str | Path | None = None, overrides: dict[s
         if found:
             raise ConfigError(found, source)
     return obj
+
+
+def _unknown(key: Any, key_norm: str, fields: dict[str, Any]) -> str:
+    """The problem line of an unknown option: the nearest known name, else every known one."""
+    near = difflib.get_close_matches(key_norm, list(fields), n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(fields)})"
+    return f"unknown option '{key}'{hint}"
 
 
 def _click_type(tp: Any) -> tuple[Any, bool]:

@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
 from sidrec.artifacts import config_hash, write_json, write_yaml
 from sidrec.config import opt, resolve
+from sidrec.errors import ConfigError
 
 log = logging.getLogger("sidrec.pipeline")
 
@@ -62,6 +63,22 @@ class PipelineConfig:
         if self.evaluate.get("split", "test") not in ("valid", "test"):
             p.append("evaluate.split: must be valid or test")
         return p
+
+
+@dataclass
+class EvaluateSection:
+    """The pipeline's ``evaluate:`` section."""
+
+    split: Literal["valid", "test"] = opt("test", "split the predictions are made for and scored on")
+
+
+@dataclass
+class ModelSection:
+    """The pipeline's ``model:`` section: a base model, or a tiny one built locally (``tiny:`` holds options of
+    `sidrec model init-tiny`)."""
+
+    base_model: str | None = opt(None, "path or hub name of the base model")
+    tiny: dict = opt({}, "options of `sidrec model init-tiny` (minus data/out), used when base_model is unset")
 
 
 @dataclass
@@ -236,9 +253,107 @@ def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
     return hashes
 
 
+def resolve_sections(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every section of ``cfg`` resolved into its stage's options, with the run directory's paths filled in.
+
+    Nothing is read or written but the ``config_file`` an sft / grpo section names. Raises one
+    :class:`ConfigError` listing every unknown key and bad value of every section, each prefixed by its section
+    (``decode: unknown option 'beem' (did you mean 'beams'?)``), so a mistake in the last section stops the run
+    before the first one starts. Returns ``{section: resolved options}``; sft and grpo map to
+    ``{"sidrec": <their own options>, "trainer": <TRL config as a dict>}``.
+    """
+    from sidrec.align import AlignConfig, TinyModelConfig
+    from sidrec.baselines import BaselineConfig
+    from sidrec.data.prepare import PrepareConfig
+    from sidrec.decode import DecodeConfig
+    from sidrec.quantize import QuantizeConfig
+    from sidrec.semantics import SemanticsConfig
+
+    run = Run(cfg)
+    resolved: dict[str, Any] = {}
+    problems: list[str] = []
+
+    def attempt(section: str, build: Callable[[], Any]) -> None:
+        try:
+            resolved[section] = build()
+        except ConfigError as e:
+            problems.extend(f"{section}: {p}" for p in e.problems)
+
+    split = cfg.evaluate.get("split", "test")
+    attempt("data", lambda: resolve(PrepareConfig, overrides={"seed": cfg.seed, **cfg.data, "out": str(run.data)}))
+    attempt("semantics", lambda: resolve(SemanticsConfig, overrides={**cfg.semantics, "data": str(run.data),
+                                                                     "out": str(run.semantics)}))
+    attempt("quantize", lambda: resolve(QuantizeConfig, overrides={
+        "seed": cfg.seed, **cfg.quantize, "semantics": str(run.semantics), "data": str(run.data),
+        "out": str(run.sids)}))
+    attempt("model", lambda: resolve(ModelSection, overrides=cfg.model))
+    if "model" in resolved and not resolved["model"].base_model:
+        attempt("model.tiny", lambda: resolve(TinyModelConfig, overrides={
+            "seed": cfg.seed, **resolved["model"].tiny, "data": str(run.data), "out": str(run.model / "tiny")}))
+    attempt("align", lambda: resolve(AlignConfig, overrides={
+        **cfg.align, "model": str(run.model), "data": str(run.data), "sids": str(run.sids),
+        "semantics": str(run.semantics), "out": str(run.align)}))
+    problems += _trainer_section_problems(cfg, run, resolved)
+    attempt("decode", lambda: resolve(DecodeConfig, overrides={
+        **cfg.decode, "model": str(run.sft / "final"), "sids": str(run.sids), "data": str(run.data),
+        "split": split, "out": str(run.predictions / "model.jsonl")}))
+    resolved["baselines"] = []
+    for i, spec in enumerate(cfg.baselines):
+        if not isinstance(spec, dict):
+            problems.append(f"baselines[{i}]: expected a mapping of options, got {spec!r}")
+            continue
+        name = _baseline_name(spec) if "model" in spec else f"baselines[{i}]"
+        options = {k: v for k, v in spec.items() if k != "name"}
+        try:
+            resolved["baselines"].append({"name": name, **dataclasses.asdict(resolve(BaselineConfig, overrides={
+                "seed": cfg.seed, **options, "data": str(run.data), "semantics": str(run.semantics),
+                "split": split, "out": str(run.predictions / f"{name}.jsonl"),
+                "checkpoint_dir": str(run.root / "baselines" / name)}))})
+        except ConfigError as e:
+            problems.extend(f"baselines[{i}]: {p}" for p in e.problems)
+    attempt("evaluate", lambda: resolve(EvaluateSection, overrides=cfg.evaluate))
+    if problems:
+        raise ConfigError(problems)
+    return resolved
+
+
+def _trainer_section_problems(cfg: PipelineConfig, run: Run, resolved: dict[str, Any]) -> list[str]:
+    """Resolve the sft and grpo sections through TRL's parser (as their stages will); their problems, prefixed."""
+    from sidrec.train import options as options_mod
+    from sidrec.train.grpo import make_parser as grpo_parser
+    from sidrec.train.sft import make_parser as sft_parser
+
+    problems: list[str] = []
+    grpo = dict(cfg.grpo)
+    enabled = grpo.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(f"grpo: enabled: expected true/false, got {enabled!r}")
+    sections = {
+        "sft": (sft_parser, dict(cfg.sft), {"align_dir": str(run.align), "output_dir": str(run.sft)}),
+        "grpo": (grpo_parser, grpo, {"sft_model": str(run.sft / "final"), "data": str(run.data),
+                                     "sids": str(run.sids), "output_dir": str(run.grpo)}),
+    }
+    for section, (parser, options, fixed) in sections.items():
+        options.setdefault("seed", cfg.seed)
+        try:
+            args, trainer = options_mod.parse_section(parser(), options, fixed, section)
+        except ConfigError as e:
+            problems.extend(f"{section}: {p}" for p in e.problems)
+            continue
+        resolved[section] = {"sidrec": dataclasses.asdict(args), "trainer": trainer.to_dict()}
+        if section == "grpo":
+            resolved[section]["enabled"] = enabled
+    return problems
+
+
 def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | None = None,
                  force: bool = False) -> Path:
-    """Run the stages from ``start`` to ``until`` (inclusive), skipping finished ones unless forced."""
+    """Run the stages from ``start`` to ``until`` (inclusive), skipping finished ones unless forced.
+
+    Every section is resolved first (:func:`resolve_sections`): a bad option anywhere stops the run before any
+    folder is made. The resolved options are saved as ``RUN/resolved.yaml`` beside the raw ``RUN/config.yaml``.
+    """
+    resolved = resolve_sections(cfg)
     run = Run(cfg)
     run.root.mkdir(parents=True, exist_ok=True)
     _log_to_file(run.root / "pipeline.log")
@@ -247,6 +362,7 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
 
         use_deterministic_algorithms()
     write_yaml(run.root / "config.yaml", cfg)
+    write_yaml(run.root / "resolved.yaml", resolved)
     names = list(STAGES)
     lo = names.index(start) if start else 0
     hi = names.index(until) if until else len(names) - 1

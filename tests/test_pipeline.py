@@ -151,38 +151,19 @@ def test_add_items_bad_file_names_the_line(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))
-def test_every_shipped_config_resolves(path):
+def test_every_shipped_config_resolves(path, monkeypatch):
     """Each YAML under configs/ parses into its stage's options (unknown keys or bad values fail here)."""
     from sidrec.config import resolve
 
     text = yaml.safe_load((ROOT / path).read_text())
     part = Path(path).parts[1] if len(Path(path).parts) > 2 else None
     if part is None:
-        from sidrec.align import AlignConfig
-        from sidrec.baselines import BaselineConfig
-        from sidrec.data.prepare import PrepareConfig
-        from sidrec.decode import DecodeConfig
-        from sidrec.pipeline import PipelineConfig
-        from sidrec.quantize import QuantizeConfig
-        from sidrec.semantics import SemanticsConfig
+        from sidrec.pipeline import PipelineConfig, resolve_sections
 
-        cfg = resolve(PipelineConfig, overrides=text)
-        resolve(PrepareConfig, overrides={**cfg.data, "out": "x"})
-        resolve(SemanticsConfig, overrides=cfg.semantics)
-        resolve(QuantizeConfig, overrides=cfg.quantize)
-        resolve(AlignConfig, overrides=cfg.align)
-        resolve(DecodeConfig, overrides={**cfg.decode, "model": "m", "sids": "s", "data": "d"})
-        for spec in cfg.baselines:
-            resolve(BaselineConfig, overrides={**spec, "semantics": "s"})
-        for section in ("sft", "grpo"):
-            options = {k: v for k, v in getattr(cfg, section).items() if k not in ("enabled", "config_file")}
-            file = getattr(cfg, section).get("config_file")
-            assert file is None or (ROOT / file).is_file(), f"{path}: {section}.config_file {file} missing"
-            merged = {**(yaml.safe_load((ROOT / file).read_text()) if file else {}), **options}
-            module = __import__(f"sidrec.train.{section}", fromlist=["make_parser"])
-            args = module.make_parser().parse_dict({**merged, "use_cpu": True, "bf16": False},
-                                                   allow_extra_keys=False)
-            assert not args[0].problems(args[1]), (path, section, args[0].problems(args[1]))
+        monkeypatch.chdir(ROOT)  # sft / grpo config_file paths are relative to the repository
+        resolved = resolve_sections(resolve(PipelineConfig, overrides=text))
+        assert set(resolved) >= {"data", "semantics", "quantize", "align", "sft", "grpo", "decode", "baselines",
+                                 "evaluate"}
     elif part == "semantics":
         from sidrec.semantics import SemanticsConfig
 
@@ -202,6 +183,22 @@ def test_every_shipped_config_resolves(path):
         assert not problems, problems
     else:
         pytest.fail(f"no check for configs/{part}")
+
+
+def test_misspelled_key_in_the_last_section_stops_before_any_stage(tmp_path):
+    """Every section is resolved before the first stage runs: a typo in `evaluate` (the last section) and a bad
+    value in `decode` are both reported, with their section, exit status 2, and no folder is made."""
+    run = tmp_path / "run"
+    config = tmp_path / "typo.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "run_dir": str(run), "decode": {"beams": "ten"},
+                                      "evaluate": {"spilt": "test"}}))
+    proc = subprocess.run([sys.executable, "-m", "sidrec.cli", "pipeline", "--config", str(config)],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "evaluate: unknown option 'spilt' (did you mean 'split'?)" in proc.stderr
+    assert "decode: beams: expected int, got 'ten'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not run.exists()
 
 
 def test_a_time_budget_does_not_change_what_a_stage_is():
