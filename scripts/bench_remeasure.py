@@ -44,6 +44,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--old-label", default="old", help="what the old rows are")
     p.add_argument("--new-label", default="new", help="what the new rows are")
     p.add_argument("--notes", default=None, help="markdown file appended to the section")
+    p.add_argument("--threads", type=int, default=1, help="torch threads the runs used (bench_baselines.py "
+                                                         "--threads), named in the device line")
     return p
 
 
@@ -63,7 +65,8 @@ def work_rows(folder: Path, models: list[str], fusions: list[str], ks: tuple[int
     rows = {(r["model"], r["fusion"]): r for r in bb.aggregate(records)}
     for (model, fusion), row in rows.items():  # the options that define the method, from the first seed's run
         config = next(r["config"] for r in records if (r["model"], r["fusion"]) == (model, fusion))
-        row["options"] = {k: v for k, v in config.items() if k.startswith("llmesr_") or k in ("semantics",)}
+        row["options"] = {k: v for k, v in config.items()
+                          if k == "semantics" or (fusion == "llmesr" and k.startswith("llmesr_"))}
         row["folder"] = str(folder)
     return rows
 
@@ -131,10 +134,15 @@ def replace_block(text: str, key: str, block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    import shlex
+
+    import torch
+
     from sidrec.artifacts import write_json, write_text
     from sidrec.benchmark import environment
 
     args = make_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
     json_path, md_path = Path(f"{args.page}.json"), Path(f"{args.page}.md")
     for path in (json_path, md_path):
         if not path.is_file():
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = [{"model": m, "fusion": f, "old": old.get((m, f)), "new": new.get((m, f))}
              for m in args.models for f in args.fusions if (m, f) in old or (m, f) in new]
     env = environment("cpu", dirty_paths=("sidrec/baselines", "sidrec/semantics", "scripts", "configs/baselines"))
-    env["command"] = "python " + " ".join(sys.argv)
+    env["command"] = "python " + shlex.join(sys.argv if argv is None else ["scripts/bench_remeasure.py", *argv])
     section = {"key": args.key, "title": args.title, "old": " ".join(args.old), "new": args.new,
                "old_label": args.old_label, "new_label": args.new_label, "ks": list(ks), "env": env, "rows": pairs,
                "notes": Path(args.notes).read_text() if args.notes else None}
