@@ -319,3 +319,56 @@ def test_decode_cli_writes_predictions(tmp_path):
         assert masked.items == kept[:10] and not set(masked.items) & set(history)
         removed += len(whole.items) - len(kept)
     assert removed > 0  # the tiny model does rank history items, so the mask changed something
+
+
+def test_model_folders_name_their_sid_table_and_stage(tmp_path):
+    """`sidrec decode --model RUN/<stage>/final --data RUN/data` needs no other flag: the model's sidrec.json names
+    its SID table and the stage that trained it, so decoding the SFT and the GRPO model writes two files."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from sidrec.align.prompts import copy_settings, describe_model, model_sid_table
+    from sidrec.cli import cli
+    from sidrec.data.store import load_data
+    from sidrec.predictions import read_predictions
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(cli, ["data", "prepare", "--source", "synthetic", "--n-users", "25", "--n-items", "40",
+                                 "--out", str(run / "data")])
+    assert result.exit_code == 0, result.output
+    data = load_data(run / "data")
+    codes = np.random.default_rng(0).permutation(6 * 6 * 6)[:len(data.item_ids)]
+    (run / "sids").mkdir()
+    (run / "sids" / "sids.json").write_text(json.dumps(
+        {item: [int(c // 36), int(c // 6 % 6), int(c % 6)] for item, c in zip(data.item_ids, codes)}))
+    table = SidTable.load(run / "sids")
+    sft, grpo = run / "sft" / "final", run / "grpo" / "final"
+    save_tiny_lm(sft, table, seed=0)
+    describe_model(sft, stage="sft", sids=run / "sids")
+    save_tiny_lm(grpo, table, seed=1)
+    copy_settings(sft, grpo, stage="grpo")  # what GRPO's final save does: the path is re-expressed for grpo/final
+    assert model_sid_table(grpo) == (run / "sids" / "sids.json").resolve()
+    described = json.loads((grpo / "sidrec.json").read_text())
+    assert described["stage"] == "grpo" and described["sid_table"]["codebook_sizes"] == [6, 6, 6]
+
+    outs = []
+    for model in (sft, grpo):
+        result = runner.invoke(cli, ["decode", "--model", str(model), "--data", str(run / "data")])
+        assert result.exit_code == 0, result.output
+        outs.append(Path(result.output.strip().splitlines()[-1]))
+    assert outs == [run / "predictions" / "sft.jsonl", run / "predictions" / "grpo.jsonl"]
+    first, second = ([p.items for _, p in read_predictions(o)] for o in outs)
+    assert len(first) == len(data.split("test")) and all(len(items) == 20 for items in first)
+    assert first != second  # two models, two files: neither overwrote the other
+
+    # A folder written before sidrec.json described the model: named after the folder, and --sids is needed.
+    old = run / "old" / "final"
+    save_tiny_lm(old, table, seed=0)
+    result = runner.invoke(cli, ["decode", "--model", str(old), "--data", str(run / "data")])
+    assert result.exit_code != 0 and "names no SID table" in str(result.exception)
+    result = runner.invoke(cli, ["decode", "--model", str(old), "--data", str(run / "data"), "--sids",
+                                 str(run / "sids"), "--beams", "10", "--topk", "10"])
+    assert result.exit_code == 0, result.output
+    assert (run / "predictions" / "final.jsonl").is_file()

@@ -100,16 +100,100 @@ class PromptSettings:
         return settings
 
     def save(self, model_dir: str | Path) -> None:
+        """Write these settings into ``model_dir/sidrec.json``, keeping what else it records (stage, SID table)."""
         from sidrec.artifacts import write_json
 
-        write_json(Path(model_dir) / SETTINGS_FILE, asdict(self))
+        write_json(Path(model_dir) / SETTINGS_FILE, {**_read_model_json(model_dir), **asdict(self)})
 
 
-def copy_settings(src_model_dir: str | Path, dst_model_dir: str | Path) -> None:
-    """Carry ``sidrec.json`` from a model folder to one trained from it (nothing when the source has none)."""
-    settings = PromptSettings.load(src_model_dir)
-    if settings is not None:
-        settings.save(dst_model_dir)
+# A model folder describes itself in the same ``sidrec.json``: besides the prompt settings, ``stage`` (align, sft or
+# grpo: which stage trained it; decode names its predictions after it) and ``sid_table`` (the SID table it was
+# trained with: ``path`` relative to the model folder, its ``sha256``, ``codebook_sizes`` and ``n_items``), so
+# ``sidrec decode --model M --data D`` needs no other flag. Folders written before these fields existed lack them;
+# the readers below then return None and callers fall back to explicit options.
+def _read_model_json(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:
+        raise InputError(f"unreadable model description: {e}", path) from None
+    if not isinstance(raw, dict):
+        raise InputError("expected a JSON object", path)
+    return raw
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_model(model_dir: str | Path, *, stage: str | None = None, sids: str | Path | None = None) -> None:
+    """Record in ``model_dir/sidrec.json`` the ``stage`` that trained the model and the SID table (``RUN/sids``
+    folder or a sids.json file) it was trained with. ``model_dir`` may be a temporary sibling of the final folder
+    (the relative path is the same)."""
+    import os
+
+    from sidrec.artifacts import write_json
+    from sidrec.sid import SIDS_FILE, SidTable
+
+    raw = _read_model_json(model_dir)
+    if stage is not None:
+        raw["stage"] = stage
+    if sids is not None:
+        file = Path(sids) / SIDS_FILE if Path(sids).is_dir() else Path(sids)
+        table = SidTable.load(file)
+        raw["sid_table"] = {"path": os.path.relpath(file.resolve(), Path(model_dir).resolve()),
+                            "sha256": _file_sha256(file), "codebook_sizes": list(table.codebook_sizes),
+                            "n_items": table.n_items}
+    write_json(Path(model_dir) / SETTINGS_FILE, raw)
+
+
+def copy_settings(src_model_dir: str | Path, dst_model_dir: str | Path, stage: str | None = None) -> None:
+    """Carry ``sidrec.json`` from a model folder to one trained from it (nothing when the source has none); the
+    SID table's path is re-expressed relative to the new folder and ``stage`` (when given) replaces the source's."""
+    import os
+
+    from sidrec.artifacts import write_json
+
+    raw = _read_model_json(src_model_dir)
+    if not raw:
+        return
+    table = raw.get("sid_table")
+    if isinstance(table, dict) and table.get("path"):
+        absolute = (Path(src_model_dir) / table["path"]).resolve()
+        raw["sid_table"] = {**table, "path": os.path.relpath(absolute, Path(dst_model_dir).resolve())}
+    if stage is not None:
+        raw["stage"] = stage
+    write_json(Path(dst_model_dir) / SETTINGS_FILE, raw)
+
+
+def model_stage(model_dir: str | Path) -> str | None:
+    """The stage that trained the model in ``model_dir`` (align, sft, grpo), or None for an older folder."""
+    stage = _read_model_json(model_dir).get("stage")
+    return str(stage) if stage else None
+
+
+def model_sid_table(model_dir: str | Path) -> Path | None:
+    """The sids.json file the model in ``model_dir`` was trained with, or None when its folder does not say.
+
+    Raises :class:`InputError` when the named file is missing; logs a warning when its content changed since
+    (items added by ``sidrec add-items`` change it legitimately)."""
+    import logging
+
+    table = _read_model_json(model_dir).get("sid_table")
+    if not isinstance(table, dict) or not table.get("path"):
+        return None
+    file = (Path(model_dir) / table["path"]).resolve()
+    if not file.is_file():
+        raise InputError(f"the SID table this model was trained with ({table['path']}, relative to the model "
+                         "folder) is missing; give --sids", Path(model_dir) / SETTINGS_FILE)
+    if table.get("sha256") and _file_sha256(file) != table["sha256"]:
+        logging.getLogger(__name__).warning("%s changed since the model in %s was trained (sha256 differs)", file,
+                                            model_dir)
+    return file
 
 
 def settings_of(tokenizer) -> PromptSettings:

@@ -131,7 +131,7 @@ def run_align(cfg: AlignConfig) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sidrec.align.prompts import PromptSettings
+    from sidrec.align.prompts import PromptSettings, describe_model
     from sidrec.align.tokens import add_sid_tokens, sa_init
     from sidrec.align.ts_align import build_align_dataset, describe_dataset
     from sidrec.data import load_data
@@ -171,6 +171,7 @@ def run_align(cfg: AlignConfig) -> Path:
             model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
         settings.save(tmp / "model")
+        describe_model(tmp / "model", stage="align", sids=cfg.sids)  # the model folder names its SID table
         dataset.save_to_disk(str(tmp / "dataset"), num_shards={s: 1 for s in dataset})
         write_json(tmp / "sid_keywords.json", keywords)
         src = Path(cfg.sids) / "sids.json" if Path(cfg.sids).is_dir() else Path(cfg.sids)

@@ -14,6 +14,7 @@ def decode(config_path, overrides) -> None:
     """Recommend top-K items per sample by trie-constrained beam search over SIDs; writes predictions JSONL.
 
     \b
+    sidrec decode --model runs/demo/grpo/final --data runs/demo/data   # -> runs/demo/predictions/grpo.jsonl
     sidrec decode --model runs/demo/sft/final --sids runs/demo/sids --data runs/demo/data \\
         --backend torch --beams 50 --topk 20 --split test --out runs/demo/predictions/sft.jsonl
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -19,14 +20,15 @@ class DecodeConfig:
     """Options of ``sidrec decode``."""
 
     model: str = opt("", "model folder (tokenizer beside it, holding the SID tokens), e.g. RUN/sft/final")
-    sids: str = opt("", "RUN/sids folder or a sids.json file")
+    sids: str = opt("", "RUN/sids folder or a sids.json file (default: the table the model's sidrec.json names)")
     data: str = opt("", "prepared dataset folder (RUN/data)")
     backend: Literal["torch", "hf", "hf-prefix-fn", "vllm"] = opt(
         "torch", "torch (exact beam search, KV cache), hf (generate + trie processor), hf-prefix-fn, vllm")
     beams: int = opt(50, "beam width")
     topk: int = opt(20, "items written per sample")
     split: Literal["valid", "test"] = opt("test", "which split's samples to decode")
-    out: str | None = opt(None, "predictions file (default: RUN/predictions/<model folder name>.jsonl)")
+    out: str | None = opt(None, "predictions file (default: RUN/predictions/<stage>.jsonl, the stage that trained "
+                                "the model: sft, grpo; <stage>-checkpoint-N for a checkpoint)")
     batch_size: int = opt(16, "prompts per batch (decode steps run batch_size x beams rows)")
     device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt("auto", "model dtype (auto: bf16 on GPU)")
@@ -39,7 +41,7 @@ class DecodeConfig:
     force: bool = opt(False, "redo even when --out was written with the same options")
 
     def problems(self) -> list[str]:
-        p = [f"{name}: required" for name in ("model", "sids", "data") if not getattr(self, name)]
+        p = [f"{name}: required" for name in ("model", "data") if not getattr(self, name)]
         if self.beams < 1 or self.topk < 1 or self.batch_size < 1:
             p.append("beams, topk, batch_size: must be >= 1")
         if self.backend in ("hf", "hf-prefix-fn") and self.topk > self.beams:
@@ -50,9 +52,34 @@ class DecodeConfig:
         return p
 
     def output_path(self) -> Path:
+        """``out``, else ``RUN/predictions/<name>.jsonl`` named after the stage that trained the model (its
+        ``sidrec.json``; a model folder without one: the folder's name)."""
         if self.out:
             return Path(self.out)
-        return Path(self.data).parent / "predictions" / f"{Path(self.model).name}.jsonl"
+        from sidrec.align.prompts import model_stage
+
+        folder = Path(self.model)
+        stage = model_stage(folder)
+        if stage is None:
+            name = folder.name
+        elif folder.name.startswith("checkpoint-"):
+            name = f"{stage}-{folder.name}"
+        else:
+            name = stage
+        return Path(self.data).parent / "predictions" / f"{name}.jsonl"
+
+    def sid_table_path(self) -> str:
+        """``sids``, else the SID table named by the model's ``sidrec.json``; InputError when neither is known."""
+        if self.sids:
+            return self.sids
+        from sidrec.align.prompts import model_sid_table
+        from sidrec.errors import InputError
+
+        found = model_sid_table(self.model)
+        if found is None:
+            raise InputError("the model's folder names no SID table (trained before sidrec.json recorded it); "
+                             "give --sids RUN/sids", self.model)
+        return str(found)
 
 
 def _load_model(cfg: DecodeConfig):
@@ -86,9 +113,14 @@ def decode(cfg: DecodeConfig) -> Path:
     from sidrec.align.prompts import build_prompts
     from sidrec.data.store import load_data
     from sidrec.decode import recommend
+    from sidrec.errors import InputError
     from sidrec.predictions import Prediction, write_predictions
     from sidrec.sid import SidTable
 
+    if not Path(cfg.model).is_dir():
+        raise InputError("model folder not found", cfg.model)
+    if not cfg.sids:
+        cfg = dataclasses.replace(cfg, sids=cfg.sid_table_path())
     out = cfg.output_path()
     sidecar = out.with_name(out.name + ".config.json")
     resolved = {k: v for k, v in to_plain(cfg).items() if k != "force"}

@@ -463,7 +463,7 @@ def _save_final(trainer, tokenizer, final: Path) -> None:
         from sidrec.align.prompts import copy_settings
 
         tokenizer.save_pretrained(tmp)
-        copy_settings(tokenizer.name_or_path, tmp)  # the prompt format travels with the model
+        copy_settings(tokenizer.name_or_path, tmp, stage="grpo")  # prompt format and SID table travel with it
         replace_dir(tmp, final)
     accelerator.wait_for_everyone()
 

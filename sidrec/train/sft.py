@@ -188,7 +188,7 @@ def _save_final(trainer, args: SftArgs, tokenizer, out: Path) -> Path:
             shutil.rmtree(tmp)
             merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        copy_settings(_model_path(args), tmp)  # the prompt format travels with the model
+        copy_settings(_model_path(args), tmp, stage="sft")  # prompt format and SID table travel with the model
         replace_dir(tmp, final)
     accelerator.wait_for_everyone()
     return final
@@ -376,7 +376,7 @@ def _progress_callback(started: float, start_step: int, earlier: dict[str, float
                     "cpu_seconds": round(earlier.get("cpu_seconds", 0.0) + time.process_time() - started_cpu, 1),
                     "tokens": int(earlier["tokens"]) + _tokens_since(state.log_history, start_step)})
                 if model_dir is not None:
-                    copy_settings(model_dir, checkpoint)
+                    copy_settings(model_dir, checkpoint, stage="sft")
 
     return ProgressCallback()
 
