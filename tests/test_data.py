@@ -219,3 +219,55 @@ def test_minionerec_industrial(shared_data, tmp_path):
         assert test[r]["target"] == rows[r]["item_id"] and test[r]["user_id"] == rows[r]["user_id"]
     # Reconstructed training targets are never valid/test sample targets of the same user's eval windows.
     assert d.stats["samples"]["train"] > 5000 and max(len(h) for h in test["history"]) == 10
+
+
+def _layout_naming_a_missing_item(tmp_path: Path, source: str) -> tuple[dict, str]:
+    """A tiny input of ``source`` where one file names an item the item table given with it lacks: (prepare
+    options, the ``file:line`` that names it)."""
+    if source in ("amazon2018", "amazon2023"):
+        records = _toy_reviews() + [_review("U0", "GHOST", 99_999)]  # line 31
+        meta = [{"asin": f"I{i}", "title": f"Item {i}"} for i in range(5)]
+        if source == "amazon2023":
+            records = [{"user_id": r["reviewerID"], "parent_asin": r["asin"], "rating": 5, "text": "t",
+                        "timestamp": r["unixReviewTime"]} for r in records]
+            meta = [{"parent_asin": m["asin"], "title": m["title"]} for m in meta]
+        rev = _write_lines(tmp_path / "r.jsonl", records, gz=False)
+        met = _write_lines(tmp_path / "m.jsonl", meta, gz=False)
+        return {"reviews": str(rev), "meta": str(met), "k_core": 3}, f"{rev}:31: item 'GHOST' is not in {met}"
+    if source == "seqfile":
+        seq = tmp_path / "Toy.txt"
+        seq.write_text("1 1 2 3 4\n2 2 3 4 5\n3 3 4 99 5\n4 4 5 1 2\n")
+        items = tmp_path / "items.tsv"
+        items.write_text("item_id\tasin\ttitle\n" + "".join(f"{i}\tB{i}\tTitle {i}\n" for i in range(1, 6)))
+        return {"path": str(seq), "items": str(items)}, f"{seq}:3: item '99' is not in {items}"
+    if source == "lcrec":
+        (tmp_path / "L").mkdir()
+        inter = tmp_path / "L" / "X.inter.json"
+        inter.write_text(json.dumps({"0": [0, 1, 2, 3], "1": [3, 2, 9, 0, 4]}, indent=1))  # "1" is on line 8
+        (tmp_path / "L" / "X.item.json").write_text(json.dumps({str(i): {"title": f"t{i}"} for i in range(5)}))
+        return {"path": str(tmp_path / "L"), "dataset": "X"}, f"{inter}:8: item '9' is not in X.item.json"
+    root = tmp_path / "M"  # minionerec: its own valid / test csv files
+    (root / "index").mkdir(parents=True)
+    (root / "index" / "X.item.json").write_text(json.dumps({str(i): {"title": f"t{i}"} for i in range(6)}))
+    header = "user_id,history_item_id,item_id\n"
+    for split, rows in (("valid", ['0,"[\'0\', \'1\']",2', '1,"[\'3\', \'4\']",5']),
+                        ("test", ['0,"[\'0\', \'1\', \'2\']",3', '1,"[\'3\', \'7\', \'5\']",0'])):
+        (root / split).mkdir()
+        (root / split / "X.csv").write_text(header + "\n".join(rows) + "\n")
+    return {"path": str(root), "dataset": "X"}, f"{root / 'test' / 'X.csv'}:3: item '7' is not in X.item.json"
+
+
+@pytest.mark.parametrize("source", ["amazon2018", "amazon2023", "seqfile", "lcrec", "minionerec"])
+def test_an_item_missing_from_the_item_table_names_file_and_line(tmp_path, source):
+    """Cross-file consistency: an item a sequence / review names must be in the item table given with it; an
+    error naming the file and line, or with --lenient a counted warning in stats.json (item kept, no metadata)."""
+    options, where = _layout_naming_a_missing_item(tmp_path, source)
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as e:
+        prepare(PrepareConfig(source=source, out=str(out), **options))
+    assert str(e.value).startswith(where) and "--lenient" in str(e.value)
+    assert not out.exists()
+    d = load_data(prepare(PrepareConfig(source=source, out=str(out), lenient=True, **options)))
+    (unknown,) = d.stats["unknown_ids"]
+    assert (unknown["references"], unknown["items"]) == (1, 1)
+    assert unknown["path"] == where.split(":")[0] and unknown["first"][0].startswith(f"line {where.split(':')[1]}")

@@ -44,7 +44,8 @@ class PrepareConfig:
     seed: int = opt(0, "random seed (synthetic)")
     n_users: int = opt(1000, "synthetic: number of users")
     n_items: int = opt(300, "synthetic: number of items")
-    lenient: bool = opt(False, "skip malformed lines in raw files instead of failing (reported in stats.json)")
+    lenient: bool = opt(False, "skip malformed lines in raw files, and keep items that one input names but the "
+                               "item table given with it lacks, instead of failing (both counted in stats.json)")
     force: bool = opt(False, "redo even when --out holds a dataset made with the same options")
 
     def problems(self) -> list[str]:
@@ -82,10 +83,10 @@ def _load_source(cfg: PrepareConfig) -> sources.RawDataset:
     if cfg.source == "amazon2023":
         return sources.load_amazon2023(cfg.reviews, cfg.meta, cfg.lenient)
     if cfg.source == "minionerec":
-        return sources.load_minionerec(cfg.path, cfg.dataset, cfg.max_history)
+        return sources.load_minionerec(cfg.path, cfg.dataset, cfg.max_history, cfg.lenient)
     if cfg.source == "seqfile":
-        return sources.load_seqfile(cfg.path, cfg.items)
-    return sources.load_lcrec(cfg.path, cfg.dataset)
+        return sources.load_seqfile(cfg.path, cfg.items, cfg.lenient)
+    return sources.load_lcrec(cfg.path, cfg.dataset, cfg.lenient)
 
 
 def prepare(config: PrepareConfig) -> Path:
@@ -97,6 +98,9 @@ def prepare(config: PrepareConfig) -> Path:
         log.info("data already prepared in %s with the same options (use --force to redo)", out)
         return out
     raw = _load_source(cfg)
+    for unknown in raw.unknown_ids:
+        log.warning("%s: %d references to %d items missing from %s, kept with empty metadata (--lenient)",
+                    unknown["path"], unknown["references"], unknown["items"], unknown["defined_in"])
     if raw.fixed_splits is not None:
         splits, train_sequences, sequences = raw.fixed_splits, raw.train_sequences, raw.sequences
     else:
@@ -136,7 +140,7 @@ def _stats(cfg, items, reviews, sequences, splits, train_sequences, raw) -> dict
     lengths = np.array([len(s.item_ids) for s in sequences]) if sequences else np.zeros(1)
     n_inter = int(lengths.sum())
     trained_items = {i for seq in train_sequences.values() for i in seq}
-    return {
+    stats = {
         "source": cfg.source,
         "split_protocol": cfg.split,
         "k_core": cfg.k_core,
@@ -156,3 +160,6 @@ def _stats(cfg, items, reviews, sequences, splits, train_sequences, raw) -> dict
         "read_reports": raw.reports,
         "notes": raw.notes,
     }
+    if raw.unknown_ids:  # only with --lenient (else they are errors)
+        stats["unknown_ids"] = raw.unknown_ids
+    return stats

@@ -1,5 +1,9 @@
 """Loaders from each supported source layout into one raw form: items, reviews and user sequences.
 
+Every id one input names must exist in the other inputs given (a review's item in the metadata file, a
+sequence's item in the item table): otherwise an :class:`InputError` names the file and line; with ``lenient`` the
+item is kept with empty metadata and counted (:class:`UnknownIds`, reported in stats.json).
+
 Sources: Amazon 2018 raw (reviews_*.json(.gz) + meta_*.json(.gz), JSON or Python-literal lines), Amazon 2023 raw
 (McAuley-Lab jsonl), the MiniOneRec processed layout (its own valid/test split files), the ICLRec/S3Rec sequence
 file (``Beauty.txt`` + item titles), and the LC-Rec/LETTER layout (``<Name>.inter.json`` + ``<Name>.item.json``).
@@ -38,6 +42,47 @@ class RawDataset:
     ground_truth: dict[str, Any] | None = None
     reports: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unknown_ids: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UnknownIds:
+    """Items that ``path`` names but ``defined_in`` (the item table given with it) lacks.
+
+    :meth:`check` raises :class:`InputError` at the first one unless ``lenient``; then each reference is counted
+    and the item gets empty metadata (the counts go to stats.json as ``unknown_ids``).
+    """
+
+    path: str
+    defined_in: str
+    lenient: bool = False
+    found_at: list[tuple[int | None, str]] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)
+
+    def check(self, items: dict[str, dict[str, Any]], item_id: str, line: int | None) -> None:
+        """Nothing when ``item_id`` is a known item; else raise, or (``lenient``) count it and add it."""
+        if item_id in items and item_id not in self.missing:
+            return
+        if not self.lenient:
+            raise InputError(f"item {item_id!r} is not in {self.defined_in}; pass --lenient to keep it with empty "
+                             "metadata (counted in stats.json)", self.path, line)
+        self.found_at.append((line, item_id))
+        self.missing.add(item_id)
+        if item_id not in items:
+            items[item_id] = {**make_item(item_id), "_where": f"{self.path}:{line}" if line else self.path}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "defined_in": self.defined_in, "references": len(self.found_at),
+                "items": len({i for _, i in self.found_at}),
+                "first": [f"line {n}: {i}" if n else i for n, i in self.found_at[:5]]}
+
+    def add_to(self, raw: RawDataset) -> RawDataset:
+        """Record the count in ``raw`` (nothing when every id was found)."""
+        if self.found_at:
+            raw.unknown_ids.append(self.as_dict())
+            raw.notes.append(f"{len(self.found_at)} references in {self.path} to items missing from "
+                             f"{self.defined_in}, kept with empty metadata (--lenient)")
+        return raw
 
 
 def make_item(item_id: str, title: Any = "", description: Any = "", categories: Any = None, brand: Any = "",
@@ -112,7 +157,7 @@ def sequences_from_interactions(rows: list[tuple[str, str, int]]) -> list[UserSe
 def load_amazon2018(reviews: str | Path, meta: str | Path | None, lenient: bool = False) -> RawDataset:
     """Amazon Review Data 2018 (and 2014): reviews with reviewerID/asin/overall/unixReviewTime."""
     report = ReadReport(str(reviews))
-    review_rows, interactions = [], []
+    review_rows, interactions, review_lines = [], [], []
     for line, r in iter_records(reviews, lenient, report):
         require(r, ("reviewerID", "asin"), reviews, line)
         if r.get("unixReviewTime") is None:
@@ -122,6 +167,7 @@ def load_amazon2018(reviews: str | Path, meta: str | Path | None, lenient: bool 
         review_rows.append({"user_id": str(r["reviewerID"]), "item_id": str(r["asin"]),
                             "rating": float(r.get("overall") or 0.0), "text": text, "timestamp": ts})
         interactions.append((str(r["reviewerID"]), str(r["asin"]), ts))
+        review_lines.append(line)
     items: dict[str, dict[str, Any]] = {}
     reports = [report.as_dict()]
     notes = []
@@ -135,16 +181,29 @@ def load_amazon2018(reviews: str | Path, meta: str | Path | None, lenient: bool 
         reports.append(meta_report.as_dict())
     else:
         notes.append("no metadata file: items have empty titles and descriptions")
-    for _, item, _ in interactions:
-        if item not in items:
+    unknown = _items_without_metadata(items, interactions, review_lines, reviews, meta, lenient)
+    return unknown.add_to(RawDataset(items, review_rows, sequences_from_interactions(interactions), reports=reports,
+                                     notes=notes))
+
+
+def _items_without_metadata(items: dict[str, dict[str, Any]], interactions: list[tuple[str, str, int]],
+                            lines: list[int], reviews: str | Path, meta: str | Path | None,
+                            lenient: bool) -> UnknownIds:
+    """Reviewed items absent from ``items``: an error (or counted, ``lenient``) when a metadata file was given,
+    else every item simply gets empty metadata."""
+    unknown = UnknownIds(str(reviews), str(meta), lenient)
+    for (_, item, _), line in zip(interactions, lines):
+        if meta is not None:
+            unknown.check(items, item, line)
+        elif item not in items:
             items[item] = {**make_item(item), "_where": str(reviews)}
-    return RawDataset(items, review_rows, sequences_from_interactions(interactions), reports=reports, notes=notes)
+    return unknown
 
 
 def load_amazon2023(reviews: str | Path, meta: str | Path | None, lenient: bool = False) -> RawDataset:
     """Amazon Reviews 2023 (McAuley-Lab): reviews keyed by user_id/parent_asin with millisecond timestamps."""
     report = ReadReport(str(reviews))
-    review_rows, interactions = [], []
+    review_rows, interactions, review_lines = [], [], []
     for line, r in iter_records(reviews, lenient, report):
         require(r, ("user_id", "timestamp"), reviews, line)
         item = r.get("parent_asin") or r.get("asin")
@@ -155,6 +214,7 @@ def load_amazon2023(reviews: str | Path, meta: str | Path | None, lenient: bool 
         review_rows.append({"user_id": str(r["user_id"]), "item_id": str(item),
                             "rating": float(r.get("rating") or 0.0), "text": text, "timestamp": ts})
         interactions.append((str(r["user_id"]), str(item), ts))
+        review_lines.append(line)
     items: dict[str, dict[str, Any]] = {}
     reports = [report.as_dict()]
     if meta is not None:
@@ -167,10 +227,8 @@ def load_amazon2023(reviews: str | Path, meta: str | Path | None, lenient: bool 
                                       m.get("store") or (m.get("details") or {}).get("Brand"), m.get("price")),
                      meta, line)
         reports.append(meta_report.as_dict())
-    for _, item, _ in interactions:
-        if item not in items:
-            items[item] = {**make_item(item), "_where": str(reviews)}
-    return RawDataset(items, review_rows, sequences_from_interactions(interactions), reports=reports)
+    unknown = _items_without_metadata(items, interactions, review_lines, reviews, meta, lenient)
+    return unknown.add_to(RawDataset(items, review_rows, sequences_from_interactions(interactions), reports=reports))
 
 
 def _literal_list(value: str, path: Path, line: int, column: str) -> list:
@@ -203,7 +261,7 @@ def minionerec_item(item_id: str, meta: dict[str, Any]) -> dict[str, Any]:
     return make_item(item_id, meta.get("title"), description, meta.get("categories"), meta.get("brand"))
 
 
-def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawDataset:
+def load_minionerec(root: str | Path, dataset: str, max_history: int, lenient: bool = False) -> RawDataset:
     """MiniOneRec's processed layout: ``index/<D>.item.json`` plus ``valid``/``test`` csv files (time split).
 
     The source's ``train`` csv may be absent; then the training samples are reconstructed from the valid and
@@ -227,8 +285,10 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawData
     first_eval_pos: dict[str, int] = {}
     mismatches = 0
     notes = []
+    unknown_ids = []
     for split in ("valid", "test"):
         path = _minionerec_file(root, split, dataset)
+        unknown = UnknownIds(str(path), item_file.name, lenient)
         samples = Samples.empty()
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -240,8 +300,7 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawData
                 history = [str(i) for i in _literal_list(row["history_item_id"], path, line, "history_item_id")]
                 target = str(row["item_id"]).strip()
                 for item in history + [target]:
-                    if item not in items:
-                        raise InputError(f"item {item!r} is not in {item_file.name}", path, line)
+                    unknown.check(items, item, line)
                 user = str(row["user_id"])
                 samples.sample_id.append(row_no)
                 samples.user_id.append(user)
@@ -257,6 +316,7 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawData
                     mismatches += 1
                 seq.append(target)
         fixed[split] = samples
+        unknown_ids.append(unknown)
     if mismatches:
         notes.append(f"{mismatches} rows whose history did not continue the user's stitched sequence")
     train = Samples.empty()
@@ -272,17 +332,20 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int) -> RawData
     fixed["train"] = train
     notes.append("train split reconstructed from valid/test histories (the source train csv is not used); "
                  "published tables used the full train file")
-    return RawDataset(items, [], sequences, fixed_splits={k: fixed[k] for k in ("train", "valid", "test")},
-                      train_sequences=train_sequences, notes=notes)
+    raw = RawDataset(items, [], sequences, fixed_splits={k: fixed[k] for k in ("train", "valid", "test")},
+                     train_sequences=train_sequences, notes=notes)
+    for unknown in unknown_ids:
+        unknown.add_to(raw)
+    return raw
 
 
-def load_seqfile(path: str | Path, items_tsv: str | Path | None) -> RawDataset:
+def load_seqfile(path: str | Path, items_tsv: str | Path | None, lenient: bool = False) -> RawDataset:
     """ICLRec/S3Rec sequence file: one line per user ``user item item ...`` (chronological), plus an optional
     ``item_id<TAB>asin<TAB>title`` table."""
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", path)
-    sequences = []
+    sequences, lines = [], []
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             parts = line.split()
@@ -291,6 +354,7 @@ def load_seqfile(path: str | Path, items_tsv: str | Path | None) -> RawDataset:
             if len(parts) < 2:
                 raise InputError("expected 'user_id item_id [item_id ...]'", path, line_no)
             sequences.append(UserSequence(parts[0], parts[1:], list(range(len(parts) - 1))))
+            lines.append(line_no)
     if not sequences:
         raise InputError("no sequences (empty file)", path)
     items: dict[str, dict[str, Any]] = {}
@@ -307,33 +371,45 @@ def load_seqfile(path: str | Path, items_tsv: str | Path | None) -> RawDataset:
                 if len(row) < 3:
                     raise InputError(f"expected 3 tab-separated columns, got {len(row)}", items_tsv, line_no)
                 add_item(items, make_item(row[0], row[2]), items_tsv, line_no)
-    for s in sequences:
+    unknown = UnknownIds(str(path), str(items_tsv), lenient)
+    for s, line_no in zip(sequences, lines):
         for item in s.item_ids:
-            if item not in items:
+            if items_tsv is not None:
+                unknown.check(items, item, line_no)
+            elif item not in items:
                 items[item] = {**make_item(item), "_where": str(path)}
-    return RawDataset(items, [], sequences)
+    return unknown.add_to(RawDataset(items, [], sequences))
 
 
-def load_lcrec(root: str | Path, dataset: str) -> RawDataset:
+def load_lcrec(root: str | Path, dataset: str, lenient: bool = False) -> RawDataset:
     """LC-Rec / LETTER layout: ``<D>.inter.json`` {user: [item, ...]} and ``<D>.item.json`` {item: meta}."""
     root = Path(root)
     inter_file, item_file = root / f"{dataset}.inter.json", root / f"{dataset}.item.json"
-    loaded = []
+    loaded, texts = [], []
     for f in (inter_file, item_file):
         if not f.is_file():
             raise InputError("file not found", f)
+        texts.append(f.read_text())
         try:
-            loaded.append(json.loads(f.read_text()))
+            loaded.append(json.loads(texts[-1]))
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON ({e.msg})", f, e.lineno) from None
     inter, raw_items = loaded
     items = {str(k): make_item(k, v.get("title"), v.get("description"), v.get("categories"), v.get("brand"))
              for k, v in raw_items.items()}
     sequences = []
+    unknown = UnknownIds(str(inter_file), item_file.name, lenient)
     for user, seq in inter.items():
         seq = [str(i) for i in seq]
-        unknown = [i for i in seq if i not in items]
-        if unknown:
-            raise InputError(f"user {user!r} has item {unknown[0]!r} missing from {item_file.name}", inter_file)
+        if any(i not in items or i in unknown.missing for i in seq):
+            line = _json_key_line(texts[0], str(user))
+            for item in seq:
+                unknown.check(items, item, line)
         sequences.append(UserSequence(str(user), seq, list(range(len(seq)))))
-    return RawDataset(items, [], sequences)
+    return unknown.add_to(RawDataset(items, [], sequences))
+
+
+def _json_key_line(text: str, key: str) -> int | None:
+    """The 1-based line of ``"key":`` in a JSON text (for error messages), or None."""
+    at = text.find(json.dumps(key) + ":")
+    return text.count("\n", 0, at) + 1 if at >= 0 else None
