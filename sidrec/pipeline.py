@@ -145,9 +145,9 @@ def _model_source(run: Run) -> dict[str, Any]:
         return {"model": base}
     from sidrec.align import init_tiny_model
 
-    out = run.root / "model" / "tiny"
-    if not (out / "config.json").is_file():
-        init_tiny_model(run.data, out, seed=run.cfg.seed, **run.cfg.model.get("tiny", {}))
+    # init_tiny_model skips only when the folder was built with the same options (its _stage.json), so a changed
+    # `model.tiny` section rebuilds the base model instead of reusing the old one.
+    out = init_tiny_model(run.data, run.root / "model" / "tiny", seed=run.cfg.seed, **run.cfg.model.get("tiny", {}))
     return {"model": str(out)}
 
 
