@@ -3,7 +3,8 @@ and early stopping, GRPO with sampled rollouts, fused baselines) gives the same 
 different hash seeds, and a run SIGKILLed inside semantics, quantize, SFT (twice, one kill leaving a partial
 checkpoint), GRPO and the baselines, rerun each time, ends with the uninterrupted run's predictions, byte for byte.
 
-Each run takes ~35 s on 2 cores; the module ~2.5 min.
+One run takes ~35 s on an idle 2-core machine; the module ~2.5 min of CPU time (5.3 min wall measured on a machine
+loaded by other jobs, load average 5 on 2 cores).
 """
 
 from __future__ import annotations
