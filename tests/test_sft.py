@@ -130,8 +130,13 @@ def test_sft_trains_validates_and_an_interrupted_run_resumes(align_dir, tmp_path
     assert resumed_summary["loss_first"] == summary["loss_first"]  # the history came back with the checkpoint
     assert [v["step"] for v in resumed_summary["validation"]] == [3]
     # The cost of the whole run survives the resume: the checkpoint carried the earlier time and tokens.
-    # Every checkpoint is a model folder in the model's prompt format (its sidrec.json came along).
-    assert (broken / "checkpoint-2" / "sidrec.json").read_text() == (align_dir / "model" / "sidrec.json").read_text()
+    # Every checkpoint is a model folder in the model's prompt format, naming its stage and SID table.
+    from sidrec.align.prompts import PromptSettings, model_sid_table, model_stage
+
+    checkpoint = broken / "checkpoint-2"
+    assert PromptSettings.load(checkpoint) == PromptSettings.load(align_dir / "model")
+    assert (model_stage(checkpoint), model_stage(final)) == ("sft", "sft")
+    assert model_sid_table(checkpoint) == model_sid_table(align_dir / "model") is not None
     earlier = json.loads((broken / "checkpoint-2" / "sidrec_progress.json").read_text())
     assert 0 < earlier["tokens"] < summary["tokens"] and earlier["seconds"] > 0
     assert resumed_summary["total_tokens"] == earlier["tokens"] + resumed_summary["tokens"] == summary["tokens"]
