@@ -154,8 +154,8 @@ def _model_source(run: Run) -> dict[str, Any]:
 def stage_sft(run: Run) -> None:
     from sidrec.train.sft import run_sft_from_dict
 
-    run_sft_from_dict({"seed": run.cfg.seed, **run.cfg.sft, "force": run.force}, align_dir=run.align, data_dir=run.data,
-                      sids_dir=run.sids, output_dir=run.sft)
+    run_sft_from_dict({"seed": run.cfg.seed, **run.cfg.sft, "force": run.force}, align_dir=run.align,
+                      output_dir=run.sft)
 
 
 def stage_grpo(run: Run) -> None:

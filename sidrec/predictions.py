@@ -10,7 +10,7 @@ JSON Lines, one object per evaluation sample::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,16 +42,6 @@ def write_predictions(path: str | Path, predictions: Iterable[Prediction]) -> in
             fh.write(p.to_json() + "\n")
             n += 1
     return n
-
-
-def predictions_from_ranking(samples, ranked_items: Sequence[Sequence[str]],
-                             scores: Sequence[Sequence[float]] | None = None) -> list[Prediction]:
-    """Zip a split's samples (a ``datasets.Dataset`` or dict of columns) with per-sample ranked item lists."""
-    sample_ids, users, targets = samples["sample_id"], samples["user_id"], samples["target"]
-    if len(ranked_items) != len(sample_ids):
-        raise ValueError(f"{len(ranked_items)} rankings for {len(sample_ids)} samples")
-    return [Prediction(int(sid), str(u), str(t), list(items), None if scores is None else list(scores[i]))
-            for i, (sid, u, t, items) in enumerate(zip(sample_ids, users, targets, ranked_items))]
 
 
 def read_predictions(path: str | Path) -> list[tuple[int, Prediction]]:

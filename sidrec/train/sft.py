@@ -444,25 +444,17 @@ def _print_summary(summary: dict[str, Any], final: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-def sft_main(argv: Sequence[str] | None = None) -> Path:
-    """Parse ``argv`` and run the stage (what ``scripts/sft.py`` and ``sidrec sft`` call)."""
-    args, trainer_args = parse_args(argv)
-    return run_sft(args, trainer_args)
-
-
 def read_summary(output_dir: str | Path) -> dict[str, Any]:
     """``sft_summary.json`` of a finished run."""
     return json.loads((Path(output_dir) / SUMMARY_FILE).read_text())
 
 
-def run_sft_from_dict(options: dict[str, Any], *, align_dir: str | Path, output_dir: str | Path,
-                      data_dir: str | Path | None = None, sids_dir: str | Path | None = None) -> Path:
+def run_sft_from_dict(options: dict[str, Any], *, align_dir: str | Path, output_dir: str | Path) -> Path:
     """The pipeline's entry: run the stage from a config section instead of a command line.
 
     ``options`` holds SftArgs and SFTConfig keys; ``config_file`` (optional) names a YAML file of the same keys
-    that ``options`` override (e.g. ``configs/sft/demo.yaml``). The run directory supplies ``align_dir`` and
-    ``output_dir`` (``data_dir`` / ``sids_dir`` are accepted for symmetry with GRPO: the align stage already holds
-    both). Without CUDA the trainer runs on CPU in float32.
+    that ``options`` override (e.g. ``configs/sft/demo.yaml``). The run directory supplies ``align_dir`` (which
+    holds the data and SIDs SFT needs) and ``output_dir``. Without CUDA the trainer runs on CPU in float32.
     """
     args, trainer_args = options_mod.parse_section(
         make_parser(), options, {"align_dir": str(align_dir), "output_dir": str(output_dir)}, "sft")
