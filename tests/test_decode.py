@@ -363,6 +363,16 @@ def test_model_folders_name_their_sid_table_and_stage(tmp_path):
     assert len(first) == len(data.split("test")) and all(len(items) == 20 for items in first)
     assert first != second  # two models, two files: neither overwrote the other
 
+    # Decoding again is skipped, unless the model was retrained in place (same path and options, new weights):
+    # then the predictions are out of date and are redone (they used to be kept, from the old model).
+    stamp = outs[0].stat().st_mtime_ns
+    assert runner.invoke(cli, ["decode", "--model", str(sft), "--data", str(run / "data")]).exit_code == 0
+    assert outs[0].stat().st_mtime_ns == stamp
+    save_tiny_lm(sft, table, seed=1)
+    describe_model(sft, stage="sft", sids=run / "sids")
+    assert runner.invoke(cli, ["decode", "--model", str(sft), "--data", str(run / "data")]).exit_code == 0
+    assert [p.items for _, p in read_predictions(outs[0])] == second  # the seed-1 weights' predictions
+
     # A folder written before sidrec.json described the model: named after the folder, and --sids is needed.
     old = run / "old" / "final"
     save_tiny_lm(old, table, seed=0)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import hashlib
+
 from sidrec.artifacts import config_hash, to_plain, write_json
 from sidrec.config import opt
 
@@ -103,10 +105,35 @@ def _load_model(cfg: DecodeConfig):
     return model, tokenizer
 
 
+# What a predictions file depends on besides the options: the model's weights, config and tokenizer, the SID table
+# and the samples. Optimizer and trainer state files of a checkpoint are left out (they do not change predictions).
+_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "sidrec.json", "generation_config.json")
+
+
+def inputs_digest(cfg: DecodeConfig) -> str:
+    """Content hash of the model weights, tokenizer, SID table and data splits ``cfg`` decodes: a retrained model
+    or a new SID table at the same paths makes the existing predictions out of date (the options alone did not)."""
+    model = Path(cfg.model)
+    files = sorted(f for f in model.iterdir() if f.is_file() and (f.name in _MODEL_FILES or (
+        f.suffix in (".safetensors", ".bin") and not f.name.startswith(("optimizer", "scheduler", "training_args")))))
+    sids = Path(cfg.sids)
+    files.append(sids / "sids.json" if sids.is_dir() else sids)
+    splits = Path(cfg.data) / "splits" / cfg.split
+    files += sorted(f for f in splits.rglob("*") if f.is_file()) if splits.is_dir() else []
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def decode(cfg: DecodeConfig) -> Path:
     """Decode every sample of ``cfg.split`` and write the predictions file; returns its path.
 
-    Skipped (resume) when the file exists and its sidecar ``<out>.config.json`` holds the same config hash.
+    Skipped (resume) when the file exists and its sidecar ``<out>.config.json`` holds the same config hash, which
+    covers the options and the content of the model, SID table and split (:func:`inputs_digest`).
     """
     import json
 
@@ -123,7 +150,7 @@ def decode(cfg: DecodeConfig) -> Path:
         cfg = dataclasses.replace(cfg, sids=cfg.sid_table_path())
     out = cfg.output_path()
     sidecar = out.with_name(out.name + ".config.json")
-    resolved = {k: v for k, v in to_plain(cfg).items() if k != "force"}
+    resolved = {k: v for k, v in to_plain(cfg).items() if k != "force"} | {"inputs": inputs_digest(cfg)}
     if not cfg.force and out.is_file() and sidecar.is_file():
         if json.loads(sidecar.read_text()).get("config_hash") == config_hash(resolved):
             log.info("%s is up to date (same options); --force redoes it", out)
