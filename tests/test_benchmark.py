@@ -28,9 +28,14 @@ def test_write_report_writes_json_and_markdown(tmp_path):
 
     from sidrec.benchmark import write_report
 
+    from sidrec.benchmark import reproducibility
+
     write_report(tmp_path / "results", "bench_x", {"HR@10": 0.5, "device": "CPU é"}, "# bench x\n")
-    assert json.loads((tmp_path / "results" / "bench_x.json").read_text()) == {"HR@10": 0.5, "device": "CPU é"}
-    assert (tmp_path / "results" / "bench_x.md").read_text() == "# bench x\n"
+    note = reproducibility({"HR@10": 0.5, "device": "CPU é"})
+    assert "exactly" in note  # a CPU result: its model figures repeat
+    assert json.loads((tmp_path / "results" / "bench_x.json").read_text()) == {"HR@10": 0.5, "device": "CPU é",
+                                                                               "reproducibility": note}
+    assert (tmp_path / "results" / "bench_x.md").read_text() == f"# bench x\n\n## Reproducibility\n\n{note}\n"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["bench_x.json", "bench_x.md"]
 
 
