@@ -187,6 +187,18 @@ def init_tiny_model(data_dir: str | Path, out_dir: str | Path, **options) -> Pat
     return build_tiny_model(cfg)
 
 
+def _data_identity(data: Path) -> str:
+    """What the model was built from: the prepared dataset's own marker hash (its options), not its path, so the
+    same data reached through another path (a benchmark arm's symlink) reuses the model instead of rebuilding it."""
+    import json
+
+    marker = data / "_stage.json"
+    try:
+        return str(json.loads(marker.read_text())["config_hash"])
+    except (OSError, ValueError, KeyError):
+        return str(data)
+
+
 def build_tiny_model(cfg: TinyModelConfig) -> Path:
     """:func:`init_tiny_model` from a resolved config."""
     import torch
@@ -194,7 +206,8 @@ def build_tiny_model(cfg: TinyModelConfig) -> Path:
     from sidrec.data import load_data
 
     out = Path(cfg.out)
-    hash_view = {k: v for k, v in vars(cfg).items() if k not in ("out", "force")}
+    hash_view = {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "data")} | {
+        "data": _data_identity(Path(cfg.data))}
     if not cfg.force and stage_is_done(out, hash_view):
         log.info("tiny model already built in %s with the same options (use --force to redo)", out)
         return out
