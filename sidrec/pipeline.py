@@ -29,6 +29,7 @@ import click
 from sidrec.artifacts import config_hash, write_json, write_yaml
 from sidrec.config import opt, resolve
 from sidrec.errors import ConfigError
+from sidrec.train.options import BUDGET_OPTIONS
 
 log = logging.getLogger("sidrec.pipeline")
 
@@ -222,7 +223,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 
 
 # Options that decide where a run stops, not what it trains: a larger time budget continues the same run.
-VOLATILE_OPTIONS = ("max_minutes", "budget_clock")
+VOLATILE_OPTIONS = BUDGET_OPTIONS  # the trainers' own resume fingerprint leaves out the same options
 
 
 def _without_volatile(section: Any) -> Any:
