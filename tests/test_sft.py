@@ -218,6 +218,37 @@ def test_eval_loss_runs_on_the_first_eval_loss_samples_examples():
     assert len(_eval_split(valid, None)) == len(_eval_split(valid, 100)) == 6
 
 
+def test_training_dropout_acts_in_training_only_and_leaves_the_model_and_old_fingerprints_alone(align_dir, tmp_path):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from sidrec.train import options
+    from sidrec.train.sft import add_training_dropout
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1)).eval()
+    ids = torch.randint(0, 50, (2, 7))
+    before = model(ids).logits
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    handles = add_training_dropout(model, 0.3)
+    assert len(handles) == 1 + 2 * 2  # embeddings, then attention and MLP of each layer
+    assert torch.equal(model(ids).logits, before)  # eval mode: no dropout
+    model.train()
+    a, b = model(ids).logits, model(ids).logits
+    assert not torch.allclose(a, before) and not torch.allclose(a, b)
+    for handle in handles:
+        handle.remove()
+    assert torch.equal(model.eval()(ids).logits, before)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+    args, trainer = _parse(align_dir, tmp_path / "fp")
+    assert "dropout" not in options.fingerprint("sft", args, trainer)["sft"]  # runs made before the option stay valid
+    args, trainer = _parse(align_dir, tmp_path / "fp", "--dropout", "0.2")
+    assert options.fingerprint("sft", args, trainer)["sft"]["dropout"] == 0.2
+    with pytest.raises(ConfigError, match="dropout"):
+        _parse(align_dir, tmp_path / "fp", "--dropout", "1.5")
+
+
 def test_lora_trains_embeddings_and_saves_a_merged_model(align_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 

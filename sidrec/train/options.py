@@ -69,6 +69,8 @@ def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], 
 
 
 BUDGET_OPTIONS = ("max_minutes", "budget_clock")
+# Options added after runs were made; left out of the fingerprint while off, so those runs stay valid.
+OPTIONS_ADDED_LATER = ("dropout",)
 
 
 def fingerprint(stage: str, args: Any, trainer: Any) -> dict[str, Any]:
@@ -76,4 +78,7 @@ def fingerprint(stage: str, args: Any, trainer: Any) -> dict[str, Any]:
     trainer_dict = {k: v for k, v in trainer.to_dict().items() if k not in VOLATILE_TRAINER_FIELDS}
     # A time budget decides where a run stops, not what it trains: a larger budget continues the same run.
     own = {k: v for k, v in asdict(args).items() if k not in BUDGET_OPTIONS} | {"force": False}
+    for key in OPTIONS_ADDED_LATER:  # at their default they leave earlier runs' fingerprints as they were
+        if key in own and not own[key]:
+            del own[key]
     return {stage: to_plain(own), "trainer": to_plain(trainer_dict)}

@@ -73,6 +73,11 @@ class SftArgs:
     model_loss: bool = opt(True, "the loss is the model's own cross-entropy over the completion tokens (one "
                                  "LM-head pass); false = TRL's tiled fused LM head, which recomputes the head in "
                                  "backward and logs entropy / token accuracy (about 2x slower for small CPU models)")
+    dropout: float = opt(0.0, "GPT-2's embedding and residual dropout while training, for models that have none "
+                              "(Qwen2, Llama: attention dropout only): the token embeddings and every attention "
+                              "and MLP output are dropped before they join the residual stream. Added by forward "
+                              "hooks, so the saved model is unchanged. Regularises small models on small data, "
+                              "as SASRec's dropout does")
     use_lora: bool = opt(False, "train LoRA adapters (peft) plus full embed_tokens and lm_head; merged on save")
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
@@ -99,6 +104,8 @@ class SftArgs:
             p.append(f"train_tasks: unknown {unknown}; choose from {list(TASKS)}")
         if self.budget_clock not in ("wall", "cpu"):
             p.append(f"budget_clock: {self.budget_clock!r}; choose wall or cpu")
+        if not 0.0 <= self.dropout < 1.0:
+            p.append(f"dropout: {self.dropout} must be in [0, 1)")
         if self.lora_r < 1 or self.lora_alpha < 1:
             p.append("lora_r and lora_alpha must be >= 1")
         if self.eval_loss_samples is not None and self.eval_loss_samples < 1:
@@ -219,6 +226,8 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
     sid_table.token_ids(tokenizer)  # fails early, naming the folder, when the SID tokens are missing
     dtype = torch.bfloat16 if trainer_args.bf16 and torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype=dtype)
+    if args.dropout:
+        add_training_dropout(model, args.dropout)
     ds = load_align_dataset(args)
     valid = ds["valid"].select(range(min(args.val_samples, len(ds["valid"])))) if args.val_samples else None
 
@@ -245,6 +254,34 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
         # Added after the ranking callback, so it sees the validation NDCG@10 that callback adds to the metrics.
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     return trainer, ranking, len(ds["train"])
+
+
+def add_training_dropout(model, p: float) -> list:
+    """GPT-2's ``embd_pdrop`` and ``resid_pdrop`` on a decoder that has neither (Qwen2, Qwen3, Llama): forward
+    hooks drop the input token embeddings and each layer's attention and MLP outputs, i.e. every branch before it
+    is added to the residual stream, with probability ``p``, in training mode only (evaluation and decoding see
+    the model unchanged). Nothing is saved with the model. Returns the hook handles (``.remove()`` undoes it).
+
+    Raises :class:`ConfigError` when the model has no ``layers`` with ``self_attn`` and ``mlp`` modules.
+    """
+    import torch.nn.functional as F
+
+    def drop(module, inputs, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], p, True),) + tuple(output[1:])
+        return F.dropout(output, p, True)
+
+    decoder = getattr(model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if not layers or not all(hasattr(layer, "self_attn") and hasattr(layer, "mlp") for layer in layers):
+        raise ConfigError([f"dropout: {type(model).__name__} has no decoder layers with self_attn and mlp to add "
+                           f"dropout to; set dropout: 0"])
+    handles = [model.get_input_embeddings().register_forward_hook(drop)]
+    for layer in layers:
+        handles += [layer.self_attn.register_forward_hook(drop), layer.mlp.register_forward_hook(drop)]
+    return handles
 
 
 def _eval_split(valid, n: int | None):
