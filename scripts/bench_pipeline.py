@@ -95,6 +95,8 @@ LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: S
           "rq_kmeans/sft": "generative: SFT, rq-kmeans SIDs", "dedup_level/sft": "generative: SFT, 4th SID level "
                                                                               "for collisions",
           "reassign/sft": "generative: SFT, colliding items reassigned"}
+SPLIT_PROTOCOLS = {"loo": "per-user leave-one-out", "time": "global time-based split (train / valid / test samples "
+                                                              "cut at two timestamps)"}
 SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
 
 log = logging.getLogger("bench_pipeline")
@@ -483,7 +485,7 @@ def markdown(r: dict) -> str:
     lines = [f"# {r['benchmark']}: generative pipeline, ablations and baselines ({r['split']} split)", "",
              f"{r['date']}, {r['device']}, commit {r['commit']}, torch {r['torch']}. {d['n_users']} users, "
              f"{d['n_items']} items, {d['samples']['train']} training samples, {d['samples'][r['split']]} "
-             f"{r['split']} samples; per-user leave-one-out, "
+             f"{r['split']} samples; {SPLIT_PROTOCOLS.get(d.get('split_protocol', 'loo'), d.get('split_protocol'))}, "
              f"{r.get('protocol', 'full ranking over all items')}, scored by item id.", "",
              f"    {r['command']}", "",
              "| model | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
