@@ -3,6 +3,7 @@ backend: tests/test_decode_vllm.py, run in .venv-vllm)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -151,10 +152,15 @@ def test_tree_attention_equals_the_generic_path(architecture, tokenizer, table):
     model = tiny_lm(architecture, len(tokenizer))
     assert type(model).__name__ in torch_backend.TREE_MODELS
     ids, mask = torch_backend.left_pad(tokenize_prompts(tokenizer, PROMPTS), tokenizer.pad_token_id)
+    assert not mask.all()
+    shortest = int(mask.sum(-1).min())
+    unpadded = ids[:, -shortest:], mask[:, -shortest:]  # the tree path's prompt attention then has no mask
     token_ids = table.token_ids(tokenizer)
-    for beams in (3, max_prefixes(table)):
-        tree_items, tree_scores = torch_backend.beam_search_batch(model, ids, mask, table, token_ids, beams, 10)
-        items, scores = torch_backend.beam_search_batch(model, ids, mask, table, token_ids, beams, 10, tree=False)
+    for (batch_ids, batch_mask), beams in itertools.product([(ids, mask), unpadded], (3, max_prefixes(table))):
+        tree_items, tree_scores = torch_backend.beam_search_batch(model, batch_ids, batch_mask, table, token_ids,
+                                                                  beams, 10)
+        items, scores = torch_backend.beam_search_batch(model, batch_ids, batch_mask, table, token_ids, beams, 10,
+                                                        tree=False)
         assert torch.equal(tree_items, items)
         torch.testing.assert_close(tree_scores, scores, atol=1e-4, rtol=0)
 
@@ -165,12 +171,31 @@ def test_fused_and_plain_prompt_attention_agree():
     query, key, value = torch.randn(3, 1, 8, 32), torch.randn(3, 1, 5, 32), torch.randn(3, 1, 5, 32)
     bias = torch.zeros(3, 1, 1, 5)
     bias[0, ..., :2] = torch.finfo(torch.float32).min  # a left-padded prompt
-    fused = torch_backend._attend(query, key, value, bias, 0.2, fused=True)
-    plain = torch_backend._attend(query, key, value, bias, 0.2, fused=False)
-    scores = query @ key.transpose(-1, -2) * 0.2 + bias
-    for got in (fused, plain):
-        torch.testing.assert_close(got[0], scores.softmax(-1) @ value)
-        torch.testing.assert_close(got[1], scores.logsumexp(-1))
+    for mask in (bias, None):  # None: no padding, no mask
+        fused = torch_backend._attend(query, key, value, mask, 0.2, fused=True)
+        plain = torch_backend._attend(query, key, value, mask, 0.2, fused=False)
+        scores = query @ key.transpose(-1, -2) * 0.2 + (0 if mask is None else mask)
+        for got in (fused, plain):
+            torch.testing.assert_close(got[0], scores.softmax(-1) @ value)
+            torch.testing.assert_close(got[1], scores.logsumexp(-1))
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 32])
+def test_child_log_probs_equal_log_softmax(chunk_rows):
+    """From logits or from hidden states through the head, chunked or not: the wanted tokens' log_softmax, and the
+    caller's logits are left as they were."""
+    torch.manual_seed(0)
+    hidden, head = torch.randn(10, 16), torch.nn.Linear(16, 40)
+    tokens = torch.randint(0, 40, (10, 5))
+    logits = head(hidden).detach() * 4
+    want = logits.log_softmax(-1).gather(1, tokens)
+    before = logits.clone()
+    with torch.inference_mode():
+        from_logits = torch_backend._child_log_probs(logits, None, tokens, chunk_rows)
+        from_hidden = torch_backend._child_log_probs(hidden, lambda x: head(x) * 4, tokens, chunk_rows)
+    torch.testing.assert_close(from_logits, want)
+    torch.testing.assert_close(from_hidden, want)
+    assert torch.equal(logits, before)
 
 
 def test_level_children_pack_each_nodes_valid_codes(table):
@@ -185,6 +210,19 @@ def test_level_children_pack_each_nodes_valid_codes(table):
             assert children.codes[row, :n].tolist() == valid.tolist()
             assert children.nodes[row, :n].tolist() == trie.children[node, valid].tolist()
             assert (children.nodes[row, n:] == -1).all()
+
+
+def test_level_child_tokens_follow_the_token_ids(table, tokenizer):
+    """Each packed child's vocab id; kept for the same token ids, rebuilt for other ones."""
+    cpu = torch.device("cpu")
+    levels = torch_backend.level_children(table, cpu)
+    token_ids = table.token_ids(tokenizer)
+    tables = torch_backend.level_child_tokens(table, levels, token_ids)
+    for level, (children, tokens) in enumerate(zip(levels, tables)):
+        assert torch.equal(tokens, token_ids[level][children.codes])
+    assert torch_backend.level_child_tokens(table, levels, token_ids.clone()) is tables  # equal ids: kept
+    shifted = torch_backend.level_child_tokens(table, levels, token_ids + 1)
+    assert all(torch.equal(new, old + 1) for new, old in zip(shifted, tables))
 
 
 def test_cached_token_ids_follow_the_tokenizer(table, tokenizer):

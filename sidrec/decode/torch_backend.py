@@ -8,8 +8,8 @@ needs no forward pass: its candidates are ranked directly and the top-``topk`` l
 
 The beams of a prompt share its prompt's keys and values instead of each copying them (tree attention, as
 speculative decoders verify a token tree -- SpecInfer, Miao et al. 2024; Medusa, Cai et al. 2024). Each new token
-gets the position id it would have in its own sequence and attends to the prompt's real tokens, its own ancestors
-and itself. Two paths:
+attends to the prompt's real tokens, its own ancestors and itself, at the position after its SID prefix (on the
+tree path counted from the padded prompt's start: rotary attention only sees position differences). Two paths:
 
 - ``TREE_MODELS`` (Qwen2, Qwen3, Llama): a decode step runs ``model.model`` with :func:`tree_attention` as its
   attention function. The prefill's cache is read, never grown or copied: the beams of a prompt attend to it as one
@@ -77,8 +77,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 TREE_MODELS = ("Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM")
 TREE_ATTENTION = "sidrec_tree"  # the name :func:`tree_attention` is registered under in transformers
 # Bytes of float32 logits per head chunk: on CPU a chunk that stays in the cache is ~3x faster than one big
-# (rows, vocab) matrix (measured on the tiny benchmark model: 3,200 rows x 1,167 tokens); on GPU it bounds memory.
-LOGIT_CHUNK_BYTES = {"cpu": 1 << 20}
+# (rows, vocab) matrix (measured on the tiny benchmark model: 3,200 rows x 1,167 tokens); half a MiB leaves room in
+# a 1-2 MiB L2 for the head's weights. On GPU it bounds memory.
+LOGIT_CHUNK_BYTES = {"cpu": 1 << 19}
 DEVICE_LOGIT_CHUNK_BYTES = 1 << 28
 
 
@@ -98,6 +99,7 @@ class LevelChildren:
 
 _LEVEL_CHILDREN: WeakKeyDictionary[SidTable, dict[str, list[LevelChildren]]] = WeakKeyDictionary()
 _SID_TOKEN_IDS: WeakKeyDictionary[SidTable, tuple] = WeakKeyDictionary()
+_CHILD_TOKENS: WeakKeyDictionary[SidTable, tuple] = WeakKeyDictionary()
 
 
 def level_children(sid_table: SidTable, device: torch.device) -> list[LevelChildren]:
@@ -130,52 +132,77 @@ def cached_token_ids(sid_table: SidTable, tokenizer, device: torch.device) -> to
     return token_ids
 
 
+def level_child_tokens(sid_table: SidTable, levels: list[LevelChildren], sid_token_ids: torch.Tensor
+                       ) -> list[torch.Tensor]:
+    """Per level, the vocab id of each packed child, ``(n_nodes, max_children)`` like ``LevelChildren.codes``; kept
+    per table for the last ``sid_token_ids`` (a step then looks up one row per beam, not one id per child)."""
+    cached = _CHILD_TOKENS.get(sid_table)
+    if cached is None or not (cached[0] is sid_token_ids or (cached[0].device == sid_token_ids.device
+                                                              and torch.equal(cached[0], sid_token_ids))):
+        tables = [sid_token_ids[level].index_select(0, children.codes.view(-1)).view(children.codes.shape)
+                  for level, children in enumerate(levels)]
+        cached = _CHILD_TOKENS[sid_table] = (sid_token_ids, tables)
+    return cached[1]
+
+
 def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_rows: int) -> torch.Tensor:
     """Full-vocabulary log-probabilities of some tokens per row: ``(rows, n)``.
 
     ``features`` are ``(rows, vocab)`` logits when ``head`` is None, else ``(rows, hidden)`` final hidden states
     that ``head`` projects to logits ``chunk_rows`` rows at a time (the ``(rows, vocab)`` matrix is never built);
     ``tokens``: ``(rows, n)`` vocab ids. ``log p = logit - logsumexp(logits)``, in float32 whatever the model's
-    dtype, as HF beam search scores (it masks after ``log_softmax``).
+    dtype, as HF beam search scores (it masks after ``log_softmax``). The log-sum-exp is taken in place in the
+    chunk's logits (a head's own output) after the wanted logits are read, so no second ``(rows, vocab)`` matrix of
+    log-probabilities is written: half the memory traffic of ``log_softmax`` + ``gather``.
     """
     log_probs = torch.empty(tokens.shape, dtype=torch.float32, device=tokens.device)
     for start in range(0, tokens.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
         logits = (features[rows] if head is None else head(features[rows])).float()
-        torch.gather(torch.log_softmax(logits, dim=-1), 1, tokens[rows], out=log_probs[rows])
+        wanted = logits.gather(1, tokens[rows])
+        top = logits.amax(-1, keepdim=True)
+        shifted = logits - top if head is None else logits.sub_(top)  # ``features`` are the caller's: not in place
+        torch.sub(wanted, shifted.exp_().sum(-1, keepdim=True).log_().add_(top), out=log_probs[rows])
     return log_probs
 
 
 @dataclass
 class BeamTree:
-    """What :func:`tree_attention` reads in a decode step, per layer: the prompt's keys and values, computed once
-    by the prefill and shared by all beams (never copied), and each beam's own path, its earlier SID tokens."""
+    """What :func:`tree_attention` reads in a decode step: the prompt's keys and values per layer, computed once by
+    the prefill and shared by all beams (never copied), and each beam's own path, its earlier SID tokens' keys and
+    values (all layers in one tensor per token, so following the beams is one gather per SID level)."""
 
     prompt_keys: list[torch.Tensor]  # per layer (batch, kv_heads, prompt_len, head_dim)
     prompt_values: list[torch.Tensor]
-    prompt_bias: torch.Tensor  # (batch, 1, 1, prompt_len) additive: 0 for real tokens, dtype min for padding
-    path_keys: list[torch.Tensor]  # per layer (batch, kv_heads, width, depth, head_dim), depth = SID tokens so far
-    path_values: list[torch.Tensor]
+    prompt_bias: torch.Tensor | None  # (batch, 1, 1, prompt_len) additive: dtype min at padding; None: no padding
+    paths: list[torch.Tensor]  # per earlier SID token (batch, width, layers, 2, kv_heads, head_dim): keys, values
+    step: torch.Tensor | None = None  # this step's tokens, same shape: filled layer by layer by tree_attention
 
     def follow(self, parent: torch.Tensor) -> None:
-        """Make the paths those of the next level's beams: ``parent`` ``(batch, k)`` is the beam each extends."""
-        for paths in (self.path_keys, self.path_values):
-            for layer, path in enumerate(paths):
-                batch, kv_heads, _, depth, head_dim = path.shape
-                index = parent[:, None, :, None, None].expand(batch, kv_heads, parent.shape[1], depth, head_dim)
-                paths[layer] = path.gather(2, index)
+        """Make the paths those of the next step's beams (the last step's tokens join them): ``parent``
+        ``(batch, k)`` is the beam each extends."""
+        batch, width = parent.shape
+        paths = self.paths if self.step is None else [*self.paths, self.step]
+        if paths:  # one row copy per new beam: index_select over (batch x old width) rows
+            index = (parent + paths[0].shape[1] * torch.arange(batch, device=parent.device)[:, None]).view(-1)
+            self.paths = [path.flatten(0, 1).index_select(0, index).view(batch, width, *path.shape[2:])
+                          for path in paths]
+        layers, kv_heads, head_dim = len(self.prompt_keys), *self.prompt_keys[0].shape[1:4:2]
+        self.step = self.prompt_keys[0].new_empty(batch, width, layers, 2, kv_heads, head_dim)
 
 
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, scale: float,
+def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | None, scale: float,
             fused: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention with an additive ``bias``, and the log-sum-exp of each query's scores (to merge with
-    attention over other keys): ``(batch, heads, q, d)`` against ``(batch, heads, k, d)`` -> ``(out, lse)``, float32.
-    ``fused`` (default: on CPU) uses torch's flash-attention CPU kernel, which returns both; else plain matmuls."""
+    """Softmax attention with an additive ``bias`` (None: no mask), and the log-sum-exp of each query's scores (to
+    merge with attention over other keys): ``(batch, heads, q, d)`` against ``(batch, heads, k, d)`` -> ``(out, lse)``,
+    float32. ``fused`` (default: on CPU) uses torch's flash-attention CPU kernel, which returns both; else matmuls."""
     if query.device.type == "cpu" if fused is None else fused:
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query, key, value, attn_mask=bias.to(query.dtype), scale=scale)[:2]
+            query, key, value, attn_mask=None if bias is None else bias.to(query.dtype), scale=scale)[:2]
         return out.float(), lse.float()
-    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)).mul_(scale).add_(bias)
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)).mul_(scale)
+    if bias is not None:
+        scores.add_(bias)
     lse = scores.logsumexp(-1)
     return torch.matmul(torch.exp(scores - lse[..., None]), value.float()), lse
 
@@ -189,8 +216,9 @@ def tree_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.
     each prompt (positions already applied). Each attends to its prompt's real tokens, its ancestors and itself,
     computed in two parts merged by their log-sum-exps (as split-KV / cascade attention kernels do): all beams of a
     prompt against its one cached prompt (one dense product per prompt, the heads that share a KV head stacked as
-    rows), and each beam against its own short path. The step's keys and values are appended to the paths in
-    ``beam_tree``. Returns ``((batch, width, heads, head_dim), None)``.
+    rows), and each beam against its own short path, one SID token at a time (a path holds at most ``n_levels``
+    tokens, so these are a few elementwise products, not tiny matmuls). The step's keys and values are stored in
+    ``beam_tree.step``. Returns ``((batch, width, heads, head_dim), None)``.
     """
     if beam_tree is None or kwargs.get("sliding_window") is not None:
         raise ValueError(f"{TREE_ATTENTION!r} attention is only for sidrec's beam search (beam_tree=...), without "
@@ -200,21 +228,30 @@ def tree_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.
     kv_heads = key.shape[1]
     groups = heads // kv_heads
     scale = head_dim ** -0.5 if scaling is None else scaling
-    out_prompt, lse_prompt = _attend(query.reshape(batch, kv_heads, groups * width, head_dim),
+    # Beam-major layout (batch, width, kv_heads, groups, head_dim), the projections' own: with one KV head the
+    # prompt part's query rows and output are views, not copies.
+    query = query.transpose(1, 2).reshape(batch, width, kv_heads, groups, head_dim)
+    out_prompt, lse_prompt = _attend(query.transpose(1, 2).reshape(batch, kv_heads, width * groups, head_dim),
                                      beam_tree.prompt_keys[layer], beam_tree.prompt_values[layer],
                                      beam_tree.prompt_bias, scale)
-    path_keys = torch.cat([beam_tree.path_keys[layer], key[:, :, :, None]], 3)  # (batch, kv, width, depth, d)
-    path_values = torch.cat([beam_tree.path_values[layer], value[:, :, :, None]], 3)
-    beam_tree.path_keys[layer], beam_tree.path_values[layer] = path_keys, path_values
-    query = query.reshape(batch, kv_heads, groups, width, 1, head_dim)
-    scores = (query.float() * path_keys[:, :, None].float()).sum(-1) * scale  # (batch, kv, groups, width, depth)
-    lse_path = scores.logsumexp(-1)
-    out_path = ((scores - lse_path[..., None]).exp()[..., None] * path_values[:, :, None].float()).sum(-2)
-    lse_prompt = lse_prompt.view(batch, kv_heads, groups, width)
-    lse = torch.logaddexp(lse_prompt, lse_path)
-    out = (out_prompt.view(batch, kv_heads, groups, width, head_dim) * (lse_prompt - lse).exp()[..., None]
-           + out_path * (lse_path - lse).exp()[..., None])
-    return out.to(value.dtype).view(batch, heads, width, head_dim).transpose(1, 2).contiguous(), None
+    out_prompt = out_prompt.view(batch, kv_heads, width, groups, head_dim).transpose(1, 2)
+    lse_prompt = lse_prompt.view(batch, kv_heads, width, groups).transpose(1, 2)  # (batch, width, kv, groups)
+    key, value = key.transpose(1, 2), value.transpose(1, 2)  # (batch, width, kv_heads, head_dim)
+    beam_tree.step[:, :, layer, 0] = key
+    beam_tree.step[:, :, layer, 1] = value
+    path = [(p[:, :, layer, 0], p[:, :, layer, 1]) for p in beam_tree.paths] + [(key, value)]
+    query = query.float()
+    scores = [(query * k[:, :, :, None].float()).sum(-1).mul_(scale) for k, _ in path]  # each (b, w, kv, groups)
+    top = lse_prompt
+    for s in scores:
+        top = torch.maximum(top, s)
+    weight_prompt = (lse_prompt - top).exp_()
+    weights = [(s - top).exp_() for s in scores]
+    total = weight_prompt + sum(weights)
+    out = out_prompt * (weight_prompt / total)[..., None]
+    for w, (_, v) in zip(weights, path):
+        out.addcmul_((w / total)[..., None], v[:, :, :, None].float())
+    return out.to(value.dtype).reshape(batch, width, heads, head_dim), None
 
 
 @contextmanager
@@ -277,9 +314,18 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
                          f"uses {attention!r}: load it with attn_implementation='sdpa' or use backend 'hf'")
     device = input_ids.device
     levels = level_children(sid_table, device)
-    batch = input_ids.shape[0]
-    prompt_len = attention_mask.sum(-1)  # (batch,) real tokens per prompt
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    child_token_table = level_child_tokens(sid_table, levels, sid_token_ids)
+    batch, past = input_ids.shape  # past: columns in the cache (generic path: grows by every step)
+    if tree:
+        # RoPE, which every TREE_MODELS model uses, makes attention depend only on position differences, so a
+        # left-padded prompt may keep its padding's positions (the same scores up to float rounding): one row of
+        # positions serves the batch (the model builds its rotary table once, not per prompt), and the beams' SID
+        # token of ``level`` is at ``past + level`` in every prompt.
+        position_ids = torch.arange(past, device=device)[None]
+        sid_position = torch.full((1, 1), past, device=device)
+    else:
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        sid_position = attention_mask.sum(-1, keepdim=True)  # (batch, 1): real tokens per prompt
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                 logits_to_keep=1)
     cache = out.past_key_values
@@ -288,14 +334,14 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     vocab = model.get_output_embeddings().weight.shape[0] if tree else features.shape[-1]
     chunk_rows = max(32, LOGIT_CHUNK_BYTES.get(device.type, DEVICE_LOGIT_CHUNK_BYTES) // (4 * vocab))
     dtype = next(model.parameters()).dtype
-    past = input_ids.shape[1]  # columns in the cache (generic path)
     rows = torch.arange(batch, device=device)[:, None]
     if tree:
-        prompt_bias = torch.zeros(batch, 1, 1, past, dtype=dtype, device=device)
-        prompt_bias.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
-        empty = [layer.keys.new_zeros(batch, layer.keys.shape[1], 1, 0, layer.keys.shape[-1]) for layer in cache.layers]
+        prompt_bias = None  # no padding: attention needs no mask
+        if not bool(attention_mask.all()):
+            prompt_bias = torch.zeros(batch, 1, 1, past, dtype=dtype, device=device)
+            prompt_bias.masked_fill_(attention_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
         beam_tree = BeamTree([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers],
-                             prompt_bias, empty, list(empty))
+                             prompt_bias, [])
 
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)  # (batch, width): trie node of each beam
     score = torch.zeros(batch, 1, device=device)  # (batch, width): SID log-prob so far
@@ -304,13 +350,13 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     with _attention_implementation(model, TREE_ATTENTION) if tree else nullcontext():
         for level, children in enumerate(levels):
             width = node.shape[1]
-            local = (node - children.first_node).clamp(0, children.codes.shape[0] - 1)  # padding beams: any node
-            child_nodes = children.nodes[local]  # (batch, width, n) with n = max_children
+            local = (node - children.first_node).clamp(0, children.codes.shape[0] - 1).view(-1)  # padding: any node
+            n = children.codes.shape[1]  # max_children
+            child_nodes = children.nodes.index_select(0, local).view(batch, width, n)
             allowed = (child_nodes >= 0) & alive[..., None]
-            child_tokens = sid_token_ids[level][children.codes[local]]  # (batch, width, n) vocab ids
-            n = child_tokens.shape[-1]
+            child_tokens = child_token_table[level].index_select(0, local).view(batch, width, n)  # vocab ids
             log_probs = _child_log_probs(features, head, child_tokens.view(batch * width, n), chunk_rows)
-            candidates = (score[..., None] + log_probs.view(batch, width, n)).masked_fill(~allowed, float("-inf"))
+            candidates = log_probs.view(batch, width, n).add_(score[..., None]).masked_fill_(~allowed, float("-inf"))
             last = level == len(levels) - 1
             k = min(topk if last else beams, width * n)
             score, flat = candidates.view(batch, -1).topk(k, dim=-1)  # exact top-k of (width * n) per prompt
@@ -319,7 +365,7 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
             if last:
                 break
             tokens = child_tokens.view(batch, -1).gather(1, flat)  # (batch, k)
-            position = (prompt_len[:, None] + level).expand(batch, k)  # each token's position in its own sequence
+            position = sid_position + level  # the position of every beam's token, broadcast over the beams
             if tree:
                 beam_tree.follow(flat // n)
                 hidden = model.model(input_ids=tokens, position_ids=position, use_cache=False,
@@ -328,7 +374,7 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
                 continue
             ancestors = ancestors[rows, flat // n]  # (batch, k, level): the path of the beam each extends
             out = model(input_ids=tokens, attention_mask=_tree_mask(attention_mask, ancestors, past, dtype),
-                        position_ids=position, past_key_values=cache, use_cache=True)
+                        position_ids=position.expand(batch, k), past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             features = out.logits.reshape(batch * k, -1)  # (batch * k, V)
             del out
