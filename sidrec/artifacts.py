@@ -1,8 +1,7 @@
-"""Atomic artifact writing and config fingerprints (the DESIGN's artifact contract).
+"""Atomic artifact writing and config hashes (the DESIGN's artifact contract).
 
 Every artifact is written to a temporary sibling and renamed into place, so an interrupted run never leaves a
-file or folder that looks finished. A stage records the hash of its resolved config next to its outputs; a re-run
-with the same hash is skipped (resume).
+file or folder that looks finished. Skipping finished work (the done marker) is :mod:`sidrec.stage`'s.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-STAGE_DONE_FILE = "_stage.json"
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -93,12 +90,6 @@ def replace_dir(src: str | Path, dst: str | Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def clear_stage_done(out_dir: str | Path) -> None:
-    """Remove ``out_dir``'s done-marker: call it before changing outputs in place, so a kill half-way leaves them
-    unfinished rather than finished with another run's marker."""
-    (Path(out_dir) / STAGE_DONE_FILE).unlink(missing_ok=True)
-
-
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -133,20 +124,3 @@ def config_hash(obj: Any) -> str:
     """A short stable fingerprint of a resolved config (dataclass or dict)."""
     blob = json.dumps(to_plain(obj), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def mark_stage_done(out_dir: str | Path, stage: str, config: Any) -> None:
-    """Record that ``stage`` finished in ``out_dir`` with this resolved config (the resume marker)."""
-    write_json(Path(out_dir) / STAGE_DONE_FILE, {"stage": stage, "config_hash": config_hash(config),
-                                                 "config": to_plain(config)})
-
-
-def stage_is_done(out_dir: str | Path, config: Any) -> bool:
-    """True when ``out_dir`` holds finished outputs produced by exactly this resolved config."""
-    marker = Path(out_dir) / STAGE_DONE_FILE
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text())["config_hash"] == config_hash(config)
-    except (json.JSONDecodeError, KeyError):
-        return False

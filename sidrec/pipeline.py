@@ -2,7 +2,8 @@
 report, from one YAML file.
 
 Each stage reads its section of the config, writes under the run directory, and records a marker
-``RUN/.pipeline/<stage>.json`` holding the hash of its section *and of every upstream stage's hash*. A stage whose
+``RUN/.pipeline/<stage>.json`` (:func:`sidrec.stage.write_marker`, the one marker format) whose fingerprint is the
+hash of its section *and of every upstream stage's hash*. A stage whose
 marker matches is skipped on re-run (resume); a changed option reruns that stage and everything downstream.
 ``--from`` / ``--until`` select a range and ``--force`` redoes the selected stages. Training stages resume from
 their last complete checkpoint when they were interrupted (SIGKILL included), so a killed run continues where it
@@ -26,9 +27,10 @@ from typing import Any, Literal
 
 import click
 
-from sidrec.artifacts import config_hash, write_json, write_yaml
+from sidrec.artifacts import config_hash, write_yaml
 from sidrec.config import opt, resolve
 from sidrec.errors import ConfigError
+from sidrec.stage import MARKER_FILE, read_marker, write_marker
 from sidrec.train.options import BUDGET_OPTIONS
 
 log = logging.getLogger("sidrec.pipeline")
@@ -146,7 +148,7 @@ def _model_source(run: Run) -> dict[str, Any]:
         return {"model": base}
     from sidrec.align import init_tiny_model
 
-    # init_tiny_model skips only when the folder was built with the same options (its _stage.json), so a changed
+    # init_tiny_model skips only when the folder was built with the same options (its done marker), so a changed
     # `model.tiny` section rebuilds the base model instead of reusing the old one.
     out = init_tiny_model(run.data, run.root / "model" / "tiny", seed=run.cfg.seed, **run.cfg.model.get("tiny", {}))
     return {"model": str(out)}
@@ -373,8 +375,9 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
     ran: set[str] = set()  # stages run by this invocation: everything downstream of them is redone
     for stage in names[lo: hi + 1]:
         marker, started = markers / f"{stage}.json", markers / f"{stage}.started.json"
-        finished_hash = _read_hash(marker) if marker.is_file() else None
-        started_hash = _read_hash(started) if started.is_file() else None
+        finished, begun = read_marker(marker), read_marker(started)
+        finished_hash = finished.fingerprint if finished else None
+        started_hash = begun.fingerprint if begun else None
         upstream_ran = any(u in ran for u in UPSTREAM[stage])
         if finished_hash == hashes[stage] and not force and not (start == stage) and not upstream_ran:
             log.info("[%s] up to date, skipped", stage)
@@ -384,7 +387,7 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         # interrupted attempt with the same hash resumes instead (SFT and GRPO from their last checkpoint), unless
         # it was killed before it had forgotten the earlier outputs (then it starts from scratch again).
         stale = {finished_hash, started_hash} - {None, hashes[stage]}
-        unclean = started_hash == hashes[stage] and not _read_marker(started).get("clean", True)
+        unclean = started_hash == hashes[stage] and not begun.fields.get("clean", True)
         run.force = (force or bool(stale) or upstream_ran or unclean
                      or (start == stage and finished_hash == hashes[stage]))
         resuming = started_hash == hashes[stage] and finished_hash != hashes[stage] and not run.force
@@ -394,14 +397,14 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         if run.force:
             # Forget every done-marker and resume state of the earlier outputs *before* any work, so that an
             # attempt killed anywhere leaves nothing of them that a later resume could take for finished.
-            write_json(started, {"stage": stage, "hash": hashes[stage], "clean": False})
+            write_marker(started, stage, hashes[stage], clean=False)
             forget_outputs(run, stage)
-        write_json(started, {"stage": stage, "hash": hashes[stage], "clean": True})
+        write_marker(started, stage, hashes[stage], clean=True)
         t0 = time.perf_counter()
         STAGE_FUNCTIONS[stage](run)
         elapsed = time.perf_counter() - t0
         run.force = False
-        write_json(marker, {"stage": stage, "hash": hashes[stage], "seconds": round(elapsed, 2)})
+        write_marker(marker, stage, hashes[stage], seconds=round(elapsed, 2))
         started.unlink(missing_ok=True)
         ran.add(stage)
         log.info("[%s] done in %.1f s", stage, elapsed)
@@ -410,30 +413,18 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
     return run.root
 
 
-def _read_hash(marker: Path) -> str | None:
-    return _read_marker(marker).get("hash")
-
-
-def _read_marker(marker: Path) -> dict[str, Any]:
-    try:
-        found = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def forget_outputs(run: Run, stage: str) -> None:
     """Remove what marks ``stage``'s earlier outputs as finished or resumable (done-markers, sidecars, trainer
     checkpoints, baseline resume states): a from-scratch attempt then redoes all of it, and one killed half-way
     resumes only from what it made itself. The outputs themselves stay until they are replaced (atomically)."""
     baseline_dirs = [run.root / "baselines" / _baseline_name(spec) for spec in run.cfg.baselines]
     doomed: dict[str, list[Path]] = {
-        "prepare": [run.data / "_stage.json"],
-        "semantics": [run.semantics / "_stage.json", run.semantics / "_parts.json"],
-        "quantize": [run.sids / "_stage.json"],
-        "align": [run.align / "_stage.json"],
-        "sft": [run.sft / "_stage.json", *run.sft.glob("checkpoint-*")],
-        "grpo": [run.grpo / "_stage.json", *run.grpo.glob("checkpoint-*")],
+        "prepare": [run.data / MARKER_FILE],
+        "semantics": [run.semantics / MARKER_FILE, run.semantics / "_parts.json"],
+        "quantize": [run.sids / MARKER_FILE],
+        "align": [run.align / MARKER_FILE],
+        "sft": [run.sft / MARKER_FILE, *run.sft.glob("checkpoint-*")],
+        "grpo": [run.grpo / MARKER_FILE, *run.grpo.glob("checkpoint-*")],
         "decode": [run.predictions / f"{name}.jsonl.config.json" for name in ("sft", "grpo")],
         "baselines": [d / name for d in baseline_dirs for name in ("summary.json", "last.pt")],
         "report": [],

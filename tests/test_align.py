@@ -314,3 +314,35 @@ def test_align_cli_rejects_unknown_options_and_runs(run, tmp_path):
     ok = CliRunner().invoke(align, args + ["--out", str(tmp_path / "b"), "--no-ts-align", "--valid-samples", "10"])
     assert ok.exit_code == 0, ok.output + repr(ok.exception)
     assert "12 SID tokens" in ok.output and (tmp_path / "b" / "model" / "config.json").is_file()
+
+
+def test_a_standalone_align_rerun_redoes_after_new_sids_and_skips_otherwise(run, tmp_path):
+    """`sidrec align` hashes its inputs too: new SIDs upstream redo it even though its own options are the same."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from sidrec.align.cli import align
+    from sidrec.stage import MARKER_FILE, read_marker
+
+    sids = tmp_path / "sids"
+    shutil.copytree(run / "sids", sids)
+    args = ["--data", str(run / "data"), "--sids", str(sids), "--model", str(run / "base_tied"), "--out",
+            str(tmp_path / "align"), "--no-ts-align", "--valid-samples", "10", "--max-train-samples", "50"]
+
+    def align_cli() -> str:
+        result = CliRunner().invoke(align, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return read_marker(tmp_path / "align" / MARKER_FILE).fingerprint
+
+    first = align_cli()
+    model_file = tmp_path / "align" / "model" / "model.safetensors"
+    made = model_file.stat().st_mtime_ns
+    assert align_cli() == first and model_file.stat().st_mtime_ns == made  # same options, same inputs: skipped
+
+    table = json.loads((sids / "sids.json").read_text())
+    items = sorted(table)
+    table[items[0]], table[items[1]] = table[items[1]], table[items[0]]  # two items swap their SIDs
+    (sids / "sids.json").write_text(json.dumps(table))
+    assert align_cli() != first  # redone, not silently skipped
+    assert json.loads((tmp_path / "align" / "sids" / "sids.json").read_text()) == table

@@ -172,8 +172,8 @@ def semantics_dir(synthetic_data, tmp_path_factory):
 
 
 def test_stage_outputs_and_resume(semantics_dir):
-    from sidrec.artifacts import stage_is_done
-    from sidrec.semantics.stage import _stage_view, run_semantics
+    from sidrec.semantics.stage import SemanticsStage, run_semantics
+    from sidrec.stage import MARKER_FILE, read_marker
 
     out, cfg = semantics_dir
     index = json.loads((out / "item_index.json").read_text())
@@ -188,7 +188,10 @@ def test_stage_outputs_and_resume(semantics_dir):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["sensory"]["teacher_vs_truth"]["facet_accuracy"] >= 0.75
     assert stats["sensory"]["student_loss"]["last"] < stats["sensory"]["student_loss"]["first"]
-    assert stage_is_done(out, _stage_view(cfg))
+    marker = read_marker(out / MARKER_FILE)
+    assert marker.current and marker.fingerprint == SemanticsStage().fingerprint(cfg)[0]
+    assert set(marker.fields["outputs"]) == {"sensory.jsonl", "sensory_emb.npy", "text_emb.npy", "item_emb.npy",
+                                             "item_index.json"}  # new embeddings change what quantize records
     before = (out / "item_emb.npy").stat().st_mtime_ns
     run_semantics(cfg)  # resume: nothing redone
     assert (out / "item_emb.npy").stat().st_mtime_ns == before

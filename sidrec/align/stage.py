@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sidrec.artifacts import atomic_dir, mark_stage_done, stage_is_done, write_json, write_yaml
+from sidrec.artifacts import write_json
 from sidrec.config import opt
+from sidrec.stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -126,63 +127,74 @@ def resolve_prompt_format(cfg: AlignConfig) -> str:
     return "sequence" if (Path(cfg.model) / "tiny_model.json").is_file() else "instruction"
 
 
-def run_align(cfg: AlignConfig) -> Path:
-    """Run the align stage into ``cfg.out`` (see the module docstring); returns ``cfg.out``."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class AlignStage(Stage[AlignConfig]):
+    """SID tokens and SA-Init on the base model, keywords, and the SFT / TS-Align dataset (the module docstring).
 
-    from sidrec.align.prompts import PromptSettings, describe_model
-    from sidrec.align.tokens import add_sid_tokens, sa_init
-    from sidrec.align.ts_align import build_align_dataset, describe_dataset
-    from sidrec.data import load_data
-    from sidrec.errors import ConfigError
-    from sidrec.sid import SidTable
+    Its inputs are the dataset, the SID table, the semantics folder (sensory values) and the base model, so new
+    SIDs upstream redo it even when its own options did not change.
+    """
 
-    found = cfg.problems()
-    if found:
-        raise ConfigError(found)
-    out = Path(cfg.out)
-    hash_view = {k: v for k, v in vars(cfg).items() if k not in ("out", "force")}
-    if not cfg.force and stage_is_done(out, hash_view):
-        log.info("align already done in %s with the same options (use --force to redo)", out)
-        return out
-    data = load_data(cfg.data)
-    sid_table = SidTable.load(cfg.sids)
-    keywords = compute_keywords(cfg, data, sid_table)
+    name = "align"
+    outputs = ("model", "dataset", "sid_keywords.json", "sids/sids.json", "stats.json")
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype="auto")
-    add_sid_tokens(model, tokenizer, sid_table)
-    init_stats = {"initialised": 0, "skipped": len(keywords["tokens"])}
-    if cfg.sa_init:
-        init_stats = sa_init(model, tokenizer, {t: r["keywords"] for t, r in keywords["tokens"].items()})
-    max_history = cfg.max_history or data.stats.get("max_history")
-    settings = PromptSettings.for_tokenizer(tokenizer, resolve_prompt_format(cfg), max_history)
-    dataset = build_align_dataset(tokenizer, data, sid_table, keywords["prefixes"], cfg.ratios(), max_history,
-                                  cfg.valid_samples, cfg.max_train_samples, cfg.seed, settings)
-    summary = describe_dataset(dataset)
-    for task, n in summary["train"]["per_task"].items():
-        log.info("align data: %-16s %7d examples", task, n)
-    with atomic_dir(out) as tmp:
+    def inputs(self, cfg: AlignConfig) -> dict[str, str | Path | None]:
+        from sidrec.sid import SIDS_FILE
+
+        sids = Path(cfg.sids) / SIDS_FILE if Path(cfg.sids).is_dir() else cfg.sids  # by content when hand-made
+        return {"data": cfg.data, "sids": sids, "semantics": _semantics_dir(cfg), "model": cfg.model}
+
+    def legacy_view(self, cfg: AlignConfig) -> dict:
+        return self.options(cfg)  # before format 2 align hashed its options (paths included) and nothing else
+
+    def run(self, cfg: AlignConfig, out: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from sidrec.align.prompts import PromptSettings, describe_model
+        from sidrec.align.tokens import add_sid_tokens, sa_init
+        from sidrec.align.ts_align import build_align_dataset, describe_dataset
+        from sidrec.data import load_data
+        from sidrec.sid import SidTable
+
+        data = load_data(cfg.data)
+        sid_table = SidTable.load(cfg.sids)
+        keywords = compute_keywords(cfg, data, sid_table)
+
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype="auto")
+        add_sid_tokens(model, tokenizer, sid_table)
+        init_stats = {"initialised": 0, "skipped": len(keywords["tokens"])}
+        if cfg.sa_init:
+            init_stats = sa_init(model, tokenizer, {t: r["keywords"] for t, r in keywords["tokens"].items()})
+        max_history = cfg.max_history or data.stats.get("max_history")
+        settings = PromptSettings.for_tokenizer(tokenizer, resolve_prompt_format(cfg), max_history)
+        dataset = build_align_dataset(tokenizer, data, sid_table, keywords["prefixes"], cfg.ratios(), max_history,
+                                      cfg.valid_samples, cfg.max_train_samples, cfg.seed, settings)
+        summary = describe_dataset(dataset)
+        for task, n in summary["train"]["per_task"].items():
+            log.info("align data: %-16s %7d examples", task, n)
         with torch.no_grad():
-            model.save_pretrained(tmp / "model")
-        tokenizer.save_pretrained(tmp / "model")
-        settings.save(tmp / "model")
-        describe_model(tmp / "model", stage="align", sids=cfg.sids)  # the model folder names its SID table
-        dataset.save_to_disk(str(tmp / "dataset"), num_shards={s: 1 for s in dataset})
-        write_json(tmp / "sid_keywords.json", keywords)
+            model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+        settings.save(out / "model")
+        describe_model(out / "model", stage="align", sids=cfg.sids)  # the model folder names its SID table
+        dataset.save_to_disk(str(out / "dataset"), num_shards={s: 1 for s in dataset})
+        write_json(out / "sid_keywords.json", keywords)
         src = Path(cfg.sids) / "sids.json" if Path(cfg.sids).is_dir() else Path(cfg.sids)
-        (tmp / "sids").mkdir()
-        shutil.copyfile(src, tmp / "sids" / "sids.json")
+        (out / "sids").mkdir()
+        shutil.copyfile(src, out / "sids" / "sids.json")
         if (src.parent / "stats.json").is_file():  # codebook sizes live there
-            shutil.copyfile(src.parent / "stats.json", tmp / "sids" / "stats.json")
-        write_json(tmp / "stats.json", {"sa_init": init_stats, "n_sid_tokens": len(sid_table.tokens()),
+            shutil.copyfile(src.parent / "stats.json", out / "sids" / "stats.json")
+        write_json(out / "stats.json", {"sa_init": init_stats, "n_sid_tokens": len(sid_table.tokens()),
                                         "vocab_size": len(tokenizer), "max_history": max_history,
                                         "prompt_format": settings.prompt_format,
                                         "dataset": summary})
-        write_yaml(tmp / "config.yaml", cfg)
-        mark_stage_done(tmp, "align", hash_view)
-    return out
+
+
+def run_align(cfg: AlignConfig) -> Path:
+    """Run the align stage into ``cfg.out`` (see the module docstring); returns ``cfg.out``. Skipped when
+    ``cfg.out`` holds the outputs of the same options and inputs (``cfg.force`` redoes it)."""
+    return run_stage(AlignStage(), cfg)

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidrec.artifacts import atomic_dir, mark_stage_done, stage_is_done, write_json
+from sidrec.artifacts import write_json
 from sidrec.config import opt
-from sidrec.errors import ConfigError
+from sidrec.stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -178,58 +178,65 @@ def init_tiny_model(data_dir: str | Path, out_dir: str | Path, **options) -> Pat
     """Build a tiny Qwen2 + catalogue tokenizer from ``data_dir`` (RUN/data) into ``out_dir``; returns ``out_dir``.
 
     ``options`` are fields of :class:`TinyModelConfig`. Skipped when ``out_dir`` already holds a model built with
-    the same options (``force=True`` rebuilds).
+    the same options from the same data (``force=True`` rebuilds).
     """
-    cfg = TinyModelConfig(data=str(data_dir), out=str(out_dir), **options)
-    found = cfg.problems()
-    if found:
-        raise ConfigError(found)
-    return build_tiny_model(cfg)
+    return build_tiny_model(TinyModelConfig(data=str(data_dir), out=str(out_dir), **options))
 
 
-def _data_identity(data: Path) -> str:
-    """What the model was built from: the prepared dataset's own marker hash (its options), not its path, so the
-    same data reached through another path (a benchmark arm's symlink) reuses the model instead of rebuilding it."""
+class TinyModelStage(Stage[TinyModelConfig]):
+    """A tiny Qwen2 and its tokenizer, trained on the prepared dataset's text (the module docstring).
+
+    The dataset is an input: the model depends on its content (its marker's digest), not on its path, so the same
+    data reached through another path (a benchmark arm's symlink) reuses the model instead of rebuilding it.
+    """
+
+    name = "init-tiny"
+    outputs = ("config.json", "tokenizer_config.json", "tiny_model.json")
+    saves_config = False  # tiny_model.json holds the options, beside the model's own config.json
+
+    def inputs(self, cfg: TinyModelConfig) -> dict[str, str | Path | None]:
+        return {"data": cfg.data}
+
+    def legacy_view(self, cfg: TinyModelConfig) -> dict:
+        return {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "data")} | {
+            "data": _legacy_data_identity(Path(cfg.data))}
+
+    def run(self, cfg: TinyModelConfig, out: Path) -> None:
+        import torch
+
+        from sidrec.data import load_data
+
+        data = load_data(cfg.data)
+        texts = catalogue_texts(data, max_reviews=cfg.lm_max_texts, seed=cfg.seed)
+        tokenizer = train_tokenizer(texts, cfg.vocab_size)
+        model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("tiny Qwen2: %d layers, hidden %d, vocab %d, %.2fM parameters", cfg.num_layers, cfg.hidden_size,
+                 len(tokenizer), n_params / 1e6)
+        warmup = None
+        if cfg.lm_epochs > 0:
+            torch.manual_seed(cfg.seed)
+            warmup = lm_warmup(model, tokenizer, texts[: cfg.lm_max_texts], cfg.lm_epochs, cfg.lm_batch_size,
+                               cfg.lm_learning_rate, cfg.seed)
+            log.info("LM warm-up: %d steps, loss %.2f -> %.2f in %.0f s", warmup["steps"], warmup["loss_first"],
+                     warmup["loss_last"], warmup["seconds"])
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        write_json(out / "tiny_model.json", {"config": vars(cfg), "n_parameters": n_params,
+                                             "vocab_size": len(tokenizer), "n_texts": len(texts),
+                                             "lm_warmup": warmup})
+
+
+def _legacy_data_identity(data: Path) -> str:
+    """What a pre-format-2 marker recorded for the dataset: its own marker's options hash, else its path."""
     import json
 
-    marker = data / "_stage.json"
     try:
-        return str(json.loads(marker.read_text())["config_hash"])
+        return str(json.loads((data / "_stage.json").read_text())["config_hash"])
     except (OSError, ValueError, KeyError):
         return str(data)
 
 
 def build_tiny_model(cfg: TinyModelConfig) -> Path:
     """:func:`init_tiny_model` from a resolved config."""
-    import torch
-
-    from sidrec.data import load_data
-
-    out = Path(cfg.out)
-    hash_view = {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "data")} | {
-        "data": _data_identity(Path(cfg.data))}
-    if not cfg.force and stage_is_done(out, hash_view):
-        log.info("tiny model already built in %s with the same options (use --force to redo)", out)
-        return out
-    data = load_data(cfg.data)
-    texts = catalogue_texts(data, max_reviews=cfg.lm_max_texts, seed=cfg.seed)
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
-    model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("tiny Qwen2: %d layers, hidden %d, vocab %d, %.2fM parameters", cfg.num_layers, cfg.hidden_size,
-             len(tokenizer), n_params / 1e6)
-    warmup = None
-    if cfg.lm_epochs > 0:
-        torch.manual_seed(cfg.seed)
-        warmup = lm_warmup(model, tokenizer, texts[: cfg.lm_max_texts], cfg.lm_epochs, cfg.lm_batch_size,
-                           cfg.lm_learning_rate, cfg.seed)
-        log.info("LM warm-up: %d steps, loss %.2f -> %.2f in %.0f s", warmup["steps"], warmup["loss_first"],
-                 warmup["loss_last"], warmup["seconds"])
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "tiny_model.json", {"config": vars(cfg), "n_parameters": n_params,
-                                             "vocab_size": len(tokenizer), "n_texts": len(texts),
-                                             "lm_warmup": warmup})
-        mark_stage_done(tmp, "init-tiny", hash_view)
-    return out
+    return run_stage(TinyModelStage(), cfg)

@@ -9,13 +9,14 @@ from typing import Literal
 
 import numpy as np
 
-from sidrec.artifacts import atomic_dir, mark_stage_done, stage_is_done, write_json, write_yaml
+from sidrec.artifacts import write_json
 from sidrec.config import opt
 from sidrec.data import sources
 from sidrec.data.split import k_core, leave_one_out, time_split
 from sidrec.data.store import save_canonical
 from sidrec.data.synthetic import generate_synthetic
 from sidrec.errors import InputError
+from sidrec.stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -89,51 +90,56 @@ def _load_source(cfg: PrepareConfig) -> sources.RawDataset:
     return sources.load_lcrec(cfg.path, cfg.dataset, cfg.lenient)
 
 
+class PrepareStage(Stage[PrepareConfig]):
+    """The source's files -> the canonical dataset (items, reviews, sequences, split, stats.json)."""
+
+    name = "prepare"
+    outputs = ("stats.json",)
+
+    def resolve(self, cfg: PrepareConfig) -> PrepareConfig:
+        return cfg.resolved()
+
+    def run(self, cfg: PrepareConfig, out: Path) -> None:
+        raw = _load_source(cfg)
+        for unknown in raw.unknown_ids:
+            log.warning("%s: %d references to %d items missing from %s, kept with empty metadata (--lenient)",
+                        unknown["path"], unknown["references"], unknown["items"], unknown["defined_in"])
+        if raw.fixed_splits is not None:
+            splits, train_sequences, sequences = raw.fixed_splits, raw.train_sequences, raw.sequences
+        else:
+            sequences = k_core(raw.sequences, cfg.k_core)
+            if not sequences:
+                raise InputError(f"no users left after {cfg.k_core}-core filtering")
+            if cfg.split == "time":
+                splits, train_sequences = time_split(sequences, cfg.max_history, cfg.valid_frac, cfg.test_frac)
+            else:
+                splits, train_sequences = leave_one_out(sequences, cfg.max_history)
+        # Items: processed sources keep their whole catalogue (item ids are fixed indices); raw sources keep the
+        # items that survive filtering.
+        keep_all = cfg.source in ("minionerec", "seqfile", "lcrec", "synthetic")
+        used = {i for s in sequences for i in s.item_ids}
+        item_rows = [{k: v for k, v in it.items() if k != "_where"} for iid, it in raw.items.items()
+                     if keep_all or iid in used]
+        if cfg.source in ("minionerec", "lcrec", "seqfile") and all(r["item_id"].isdigit() for r in item_rows):
+            item_rows.sort(key=lambda r: int(r["item_id"]))
+        # Reviews: drop the ones written for held-out interactions (never read the target's own future).
+        held_out = {(u, t) for name in ("valid", "test")
+                    for u, t in zip(splits[name].user_id, splits[name].target)}
+        kept_items = {r["item_id"] for r in item_rows}
+        reviews = [r for r in raw.reviews
+                   if (r["user_id"], r["item_id"]) not in held_out and r["item_id"] in kept_items]
+        seq_rows = [{"user_id": s.user_id, "item_ids": s.item_ids, "timestamps": s.timestamps} for s in sequences]
+        train_rows = [{"user_id": u, "item_ids": v} for u, v in train_sequences.items()]
+        stats = _stats(cfg, item_rows, reviews, sequences, splits, train_sequences, raw)
+        save_canonical(out, item_rows, reviews, seq_rows, train_rows, {k: v.as_dict() for k, v in splits.items()})
+        write_json(out / "stats.json", stats)
+        if raw.ground_truth is not None:
+            write_json(out / "ground_truth.json", raw.ground_truth, indent=None)
+
+
 def prepare(config: PrepareConfig) -> Path:
     """Build ``config.out`` from the source; skipped when it already holds the output of the same options."""
-    cfg = config.resolved()
-    out = Path(cfg.out)
-    hash_view = {k: v for k, v in vars(cfg).items() if k not in ("force", "out")}
-    if not cfg.force and stage_is_done(out, hash_view):
-        log.info("data already prepared in %s with the same options (use --force to redo)", out)
-        return out
-    raw = _load_source(cfg)
-    for unknown in raw.unknown_ids:
-        log.warning("%s: %d references to %d items missing from %s, kept with empty metadata (--lenient)",
-                    unknown["path"], unknown["references"], unknown["items"], unknown["defined_in"])
-    if raw.fixed_splits is not None:
-        splits, train_sequences, sequences = raw.fixed_splits, raw.train_sequences, raw.sequences
-    else:
-        sequences = k_core(raw.sequences, cfg.k_core)
-        if not sequences:
-            raise InputError(f"no users left after {cfg.k_core}-core filtering")
-        if cfg.split == "time":
-            splits, train_sequences = time_split(sequences, cfg.max_history, cfg.valid_frac, cfg.test_frac)
-        else:
-            splits, train_sequences = leave_one_out(sequences, cfg.max_history)
-    # Items: processed sources keep their whole catalogue (item ids are fixed indices); raw sources keep the
-    # items that survive filtering.
-    keep_all = cfg.source in ("minionerec", "seqfile", "lcrec", "synthetic")
-    used = {i for s in sequences for i in s.item_ids}
-    item_rows = [{k: v for k, v in it.items() if k != "_where"} for iid, it in raw.items.items()
-                 if keep_all or iid in used]
-    if cfg.source in ("minionerec", "lcrec", "seqfile") and all(r["item_id"].isdigit() for r in item_rows):
-        item_rows.sort(key=lambda r: int(r["item_id"]))
-    # Reviews: drop the ones written for held-out interactions (never read the target's own future).
-    held_out = {(u, t) for name in ("valid", "test") for u, t in zip(splits[name].user_id, splits[name].target)}
-    kept_items = {r["item_id"] for r in item_rows}
-    reviews = [r for r in raw.reviews if (r["user_id"], r["item_id"]) not in held_out and r["item_id"] in kept_items]
-    seq_rows = [{"user_id": s.user_id, "item_ids": s.item_ids, "timestamps": s.timestamps} for s in sequences]
-    train_rows = [{"user_id": u, "item_ids": v} for u, v in train_sequences.items()]
-    stats = _stats(cfg, item_rows, reviews, sequences, splits, train_sequences, raw)
-    with atomic_dir(out) as tmp:
-        save_canonical(tmp, item_rows, reviews, seq_rows, train_rows, {k: v.as_dict() for k, v in splits.items()})
-        write_json(tmp / "stats.json", stats)
-        write_yaml(tmp / "config.yaml", cfg)
-        if raw.ground_truth is not None:
-            write_json(tmp / "ground_truth.json", raw.ground_truth, indent=None)
-        mark_stage_done(tmp, "prepare", hash_view)
-    return out
+    return run_stage(PrepareStage(), config)
 
 
 def _stats(cfg, items, reviews, sequences, splits, train_sequences, raw) -> dict:

@@ -18,12 +18,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sidrec.artifacts import atomic_dir, mark_stage_done, stage_is_done, to_plain, write_json, write_yaml
+from sidrec.artifacts import to_plain, write_json
 from sidrec.config import opt
 from sidrec.errors import InputError
 from sidrec.quantize.analysis import sid_stats
 from sidrec.quantize.collisions import extra_level, fill_extra_level, group_sizes, reassign
 from sidrec.quantize.rqvae import RQVAE, ResidualKMeans, residual_quantize
+from sidrec.stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +102,6 @@ def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[lis
     return ids, emb
 
 
-def _fingerprint(path: Path) -> str:
-    """The embeddings' content hash: new embeddings redo the stage, a rewrite of the same ones does not (a size and
-    mtime fingerprint did both the other way round when a rerun landed in the same second)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def _stage_view(cfg: QuantizeConfig) -> dict:
-    view = {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "progress", "data")}
-    emb = Path(cfg.semantics) / EMBEDDING_FILES[cfg.embedding]
-    view["input"] = _fingerprint(emb) if emb.is_file() else None
-    return view
-
-
 def train_rqvae(x: torch.Tensor, cfg: QuantizeConfig, device: str) -> tuple[RQVAE, dict]:
     """Train an RQ-VAE on ``x (n, dim)``; returns it (on CPU, eval mode) and its training history."""
     from tqdm.auto import tqdm
@@ -151,74 +139,94 @@ def train_rqvae(x: torch.Tensor, cfg: QuantizeConfig, device: str) -> tuple[RQVA
     return model.cpu().eval(), history
 
 
-def run_quantize(cfg: QuantizeConfig) -> Path:
-    """Quantize the semantics embeddings into unique SIDs in ``cfg.out``; skipped when already done."""
-    from sidrec.semantics.text import resolve_device
-    from sidrec.torch_threads import one_thread
+class QuantizeStage(Stage[QuantizeConfig]):
+    """Item embeddings -> unique SIDs (sids.json), the trained quantizer and the assignment's statistics.
 
-    out = Path(cfg.out)
-    if not cfg.force and stage_is_done(out, _stage_view(cfg)):
-        log.info("SIDs already in %s for the same options and embeddings (use --force to redo)", out)
-        return out
-    ids, emb = load_embeddings(cfg.semantics, cfg.embedding)
-    x = torch.from_numpy(emb)
-    timings = {}
-    t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
-    if cfg.method == "rqvae":
-        with one_thread(device == "cpu"):
-            model, history = train_rqvae(x, cfg, device)
-    else:
-        model = ResidualKMeans(x.shape[1], cfg.sizes)
-        model.fit(x, cfg.kmeans_iters, cfg.seed)
-        history = {}
-    timings["train_s"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        z = model.encode(x)
-        codes_t, _, _ = residual_quantize(z, model.codebooks, cfg.sinkhorn_last_level, cfg.sinkhorn_epsilon)
-        codes = codes_t.numpy()
+    The semantics folder is its input, and the SID table's bytes join its digest: new SIDs redo what was aligned
+    to the old ones, a rerun that wrote the same SIDs does not.
+    """
+
+    name = "quantize"
+    unhashed = ("out", "force", "progress", "data")  # data only names item texts for `sids inspect`
+    outputs = ("sids.json", MODEL_FILE, "stats.json")
+    digest_outputs = ("sids.json",)
+
+    def inputs(self, cfg: QuantizeConfig) -> dict[str, str | Path | None]:
+        return {"semantics": cfg.semantics}
+
+    def legacy_view(self, cfg: QuantizeConfig) -> dict:
+        """Before format 2: the options with the semantics path and the embeddings' content hash."""
+        view = self.options(cfg)
+        emb = Path(cfg.semantics) / EMBEDDING_FILES[cfg.embedding]
+        view["input"] = hashlib.sha256(emb.read_bytes()).hexdigest()[:16] if emb.is_file() else None
+        return view
+
+    def run(self, cfg: QuantizeConfig, out: Path) -> None:
+        from sidrec.semantics.text import resolve_device
+        from sidrec.torch_threads import one_thread
+
+        ids, emb = load_embeddings(cfg.semantics, cfg.embedding)
+        x = torch.from_numpy(emb)
+        timings = {}
+        t0 = time.perf_counter()
+        device = resolve_device(cfg.device)
         if cfg.method == "rqvae":
-            z_q = sum(book[codes_t[:, lv]] for lv, book in enumerate(model.codebooks))
-            recon = float(((model.decoder(z_q) - x) ** 2).sum(-1).mean())
+            with one_thread(device == "cpu"):
+                model, history = train_rqvae(x, cfg, device)
         else:
-            x_q = sum(book[codes_t[:, lv]] for lv, book in enumerate(model.codebooks))
-            recon = float(((x_q - x) ** 2).sum(-1).mean())
-        text_path = Path(cfg.semantics) / "text_emb.npy"
-        text_emb = np.load(text_path) if text_path.is_file() else None
-        before = sid_stats(codes, cfg.sizes, text_emb)
-        if cfg.collision == "extra_level":
-            final, report = extra_level(z, model.codebooks, codes)
-            sizes = [*cfg.sizes, report["extra_level_size"]]
-        else:
-            final, report = reassign(z, model.codebooks, codes)
-            sizes = cfg.sizes
-        after = sid_stats(final, sizes, text_emb)
-    timings["assign_s"] = round(time.perf_counter() - t0, 2)
-    if after["unique_fraction"] != 1.0:
-        raise AssertionError("collision resolution left duplicate SIDs")  # a bug, never a user error
-    stats = {"method": cfg.method, "n_items": len(ids), "codebook_sizes": sizes, "reconstruction_mse": recon,
-             "collision_rate_before": before["collision_rate"],
-             "largest_collision_group_before": before["largest_collision_group"],
-             "collision_resolution": report, "before_resolution": before, "final": after,
-             "training": {"final_loss": history["loss"][-1] if history.get("loss") else None,
-                          "first_loss": history["loss"][0] if history.get("loss") else None,
-                          "epochs": len(history.get("loss", [])),
-                          "reseeded_codes": int(np.sum(history.get("reseeded", [])))},
-             "timings": timings}
-    with atomic_dir(out) as tmp:
-        write_json(tmp / "sids.json", {i: [int(c) for c in row] for i, row in zip(ids, final)}, indent=None)
+            model = ResidualKMeans(x.shape[1], cfg.sizes)
+            model.fit(x, cfg.kmeans_iters, cfg.seed)
+            history = {}
+        timings["train_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            z = model.encode(x)
+            codes_t, _, _ = residual_quantize(z, model.codebooks, cfg.sinkhorn_last_level, cfg.sinkhorn_epsilon)
+            codes = codes_t.numpy()
+            if cfg.method == "rqvae":
+                z_q = sum(book[codes_t[:, lv]] for lv, book in enumerate(model.codebooks))
+                recon = float(((model.decoder(z_q) - x) ** 2).sum(-1).mean())
+            else:
+                x_q = sum(book[codes_t[:, lv]] for lv, book in enumerate(model.codebooks))
+                recon = float(((x_q - x) ** 2).sum(-1).mean())
+            text_path = Path(cfg.semantics) / "text_emb.npy"
+            text_emb = np.load(text_path) if text_path.is_file() else None
+            before = sid_stats(codes, cfg.sizes, text_emb)
+            if cfg.collision == "extra_level":
+                final, report = extra_level(z, model.codebooks, codes)
+                sizes = [*cfg.sizes, report["extra_level_size"]]
+            else:
+                final, report = reassign(z, model.codebooks, codes)
+                sizes = cfg.sizes
+            after = sid_stats(final, sizes, text_emb)
+        timings["assign_s"] = round(time.perf_counter() - t0, 2)
+        if after["unique_fraction"] != 1.0:
+            raise AssertionError("collision resolution left duplicate SIDs")  # a bug, never a user error
+        stats = {"method": cfg.method, "n_items": len(ids), "codebook_sizes": sizes, "reconstruction_mse": recon,
+                 "collision_rate_before": before["collision_rate"],
+                 "largest_collision_group_before": before["largest_collision_group"],
+                 "collision_resolution": report, "before_resolution": before, "final": after,
+                 "training": {"final_loss": history["loss"][-1] if history.get("loss") else None,
+                              "first_loss": history["loss"][0] if history.get("loss") else None,
+                              "epochs": len(history.get("loss", [])),
+                              "reseeded_codes": int(np.sum(history.get("reseeded", [])))},
+                 "timings": timings}
+        write_json(out / "sids.json", {i: [int(c) for c in row] for i, row in zip(ids, final)}, indent=None)
         torch.save({"kind": model.kind, "state_dict": model.state_dict(), "in_dim": int(x.shape[1]),
-                    "codebook_sizes": cfg.sizes, "sid_codebook_sizes": sizes, "latent_dim": cfg.latent_dim, "hidden_dims": cfg.hidden_dims,
-                    "dropout": cfg.dropout, "collision": cfg.collision, "config": to_plain(cfg)}, tmp / MODEL_FILE)
-        write_json(tmp / "stats.json", stats)
-        write_yaml(tmp / "config.yaml", cfg)
+                    "codebook_sizes": cfg.sizes, "sid_codebook_sizes": sizes, "latent_dim": cfg.latent_dim,
+                    "hidden_dims": cfg.hidden_dims, "dropout": cfg.dropout, "collision": cfg.collision,
+                    "config": to_plain(cfg)}, out / MODEL_FILE)
+        write_json(out / "stats.json", stats)
         if history.get("loss"):
-            write_json(tmp / "history.json", history, indent=None)
-        mark_stage_done(tmp, "quantize", _stage_view(cfg))
-    log.info("quantize: %d items, %d levels %s, collisions before resolution %.2f%% (%s), recon MSE %.4f",
-             len(ids), len(sizes), sizes, 100 * before["collision_rate"], cfg.collision, recon)
-    return out
+            write_json(out / "history.json", history, indent=None)
+        log.info("quantize: %d items, %d levels %s, collisions before resolution %.2f%% (%s), recon MSE %.4f",
+                 len(ids), len(sizes), sizes, 100 * before["collision_rate"], cfg.collision, recon)
+
+
+def run_quantize(cfg: QuantizeConfig) -> Path:
+    """Quantize the semantics embeddings into unique SIDs in ``cfg.out``; skipped when it holds the SIDs of the
+    same options and embeddings (``cfg.force`` redoes them)."""
+    return run_stage(QuantizeStage(), cfg)
 
 
 def load_quantizer(sids_dir: str | Path) -> tuple[RQVAE | ResidualKMeans, dict]:

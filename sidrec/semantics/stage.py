@@ -10,7 +10,8 @@ Parts, in order (each can run alone: ``sidrec semantics sensory|text|fuse``; ``a
    and ``item_index.json`` (row -> item id).
 
 Every file is written atomically; ``_parts.json`` records the options hash of each finished part, so a re-run
-redoes only the parts whose options (or inputs) changed; ``_stage.json`` marks the whole stage done.
+redoes only the parts whose options (or inputs) changed; the stage runner (:mod:`sidrec.stage`) skips the whole
+stage when its ``_stage.json`` matches, and writes it once all three parts are done.
 ``stats.json`` holds timings, teacher parse counts, attribute coverage and, on data with ground-truth attributes
 (the synthetic catalogue), the extractor's and the student's scores (:mod:`sidrec.semantics.metrics`).
 """
@@ -28,11 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sidrec.artifacts import atomic_path, config_hash, mark_stage_done, stage_is_done, write_json, write_text
+from sidrec.artifacts import atomic_path, config_hash, write_json, write_text
 from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
 from sidrec.semantics.text import TEXT_FIELDS, item_text, load_text_encoder
+from sidrec.stage import MARKER_FILE, Stage, input_digests, read_marker, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,8 @@ _FUSE_KEYS = ("fusion", "text_weight", "sensory_weight", "fusion_dim", "seed")
 
 
 def _part_hashes(cfg: SemanticsConfig) -> dict[str, str]:
-    view = vars(cfg)
+    # The dataset by its marker's digest: a new dataset at the same path redoes every part.
+    view = {**vars(cfg), "data": input_digests({"data": cfg.data})["data"]}
     sensory = config_hash({k: view[k] for k in _SENSORY_KEYS})
     text_view = {k: view[k] for k in _TEXT_KEYS}
     if "sensory" in cfg.text_fields:
@@ -127,11 +130,6 @@ def _part_hashes(cfg: SemanticsConfig) -> dict[str, str]:
     text = config_hash(text_view)
     return {"sensory": sensory, "text": text,
             "fuse": config_hash({**{k: view[k] for k in _FUSE_KEYS}, "sensory": sensory, "text": text})}
-
-
-def _stage_view(cfg: SemanticsConfig) -> dict[str, Any]:
-    """What the stage's done-marker hashes: every option but the output path, progress and --force."""
-    return {k: v for k, v in vars(cfg).items() if k not in ("out", "force", "progress")}
 
 
 class _Outputs:
@@ -166,39 +164,52 @@ class _Outputs:
             np.save(fh, array.astype(np.float32))
 
 
+class SemanticsStage(Stage[SemanticsConfig]):
+    """Sensory attributes and embeddings, text embeddings, their fusion (the module docstring). Written in place,
+    part by part (``_parts.json``), so an interrupted run resumes with the next unfinished part."""
+
+    name = "semantics"
+    unhashed = ("out", "force", "progress")
+    in_place = True
+    outputs = tuple(f for part in PARTS for f in FILES[part])
+    digest_outputs = outputs  # quantize and align read them: new embeddings redo what was made from the old
+
+    def __init__(self, parts: Sequence[str] = PARTS):
+        self.parts = tuple(parts)
+
+    def inputs(self, cfg: SemanticsConfig) -> dict[str, str | Path | None]:
+        return {"data": cfg.data}
+
+    def run(self, cfg: SemanticsConfig, out: Path) -> bool:
+        """Run the requested parts whose outputs are missing or stale; True once all three are done."""
+        from sidrec.data.store import load_data
+
+        data = load_data(cfg.data)
+        outputs = _Outputs(out)
+        hashes = _part_hashes(cfg)
+        for part in PARTS:
+            if part not in self.parts:
+                continue
+            if not cfg.force and outputs.part_done(part, hashes[part]):
+                log.info("semantics/%s: up to date, skipped", part)
+                continue
+            outputs.forget(part)
+            start = time.perf_counter()
+            stats = {"sensory": _run_sensory, "text": _run_text, "fuse": _run_fuse}[part](cfg, data, outputs)
+            stats["wall_s"] = round(time.perf_counter() - start, 2)
+            outputs.finish_part(part, hashes[part], stats)
+            log.info("semantics/%s: done in %.1fs", part, stats["wall_s"])
+        return all(outputs.part_done(p, hashes[p]) for p in PARTS)
+
+
 def run_semantics(cfg: SemanticsConfig, parts: Sequence[str] = PARTS) -> Path:
     """Run the requested parts of the stage into ``cfg.out``; returns the folder.
 
-    Parts whose outputs exist for the same options are skipped unless ``cfg.force``; once all three parts are
-    done the stage marker is written (so ``stage_is_done(out, ...)`` holds for the pipeline's resume).
+    The stage is skipped when ``cfg.out`` holds the outputs of the same options and dataset; otherwise parts whose
+    outputs exist for the same options are skipped unless ``cfg.force``, and once all three parts are done the
+    stage's done marker is written (the pipeline's and quantize's resume read it).
     """
-    from sidrec.data.store import load_data
-
-    out = Path(cfg.out)
-    if not cfg.force and stage_is_done(out, _stage_view(cfg)):
-        log.info("semantics already done in %s with the same options (use --force to redo)", out)
-        return out
-    data = load_data(cfg.data)
-    outputs = _Outputs(out)
-    hashes = _part_hashes(cfg)
-    redone: set[str] = set()
-    for part in PARTS:
-        if part not in parts:
-            continue
-        if not cfg.force and outputs.part_done(part, hashes[part]):
-            log.info("semantics/%s: up to date, skipped", part)
-            continue
-        outputs.forget(part)
-        (out / "_stage.json").unlink(missing_ok=True)
-        start = time.perf_counter()
-        stats = {"sensory": _run_sensory, "text": _run_text, "fuse": _run_fuse}[part](cfg, data, outputs)
-        stats["wall_s"] = round(time.perf_counter() - start, 2)
-        outputs.finish_part(part, hashes[part], stats)
-        redone.add(part)
-        log.info("semantics/%s: done in %.1fs", part, stats["wall_s"])
-    if all(outputs.part_done(p, hashes[p]) for p in PARTS):
-        mark_stage_done(out, "semantics", _stage_view(cfg))
-    return out
+    return run_stage(SemanticsStage(parts), cfg)
 
 
 # ---- sensory ---------------------------------------------------------------------------------------------------
@@ -408,11 +419,10 @@ def load_semantics_config(folder: str | Path) -> SemanticsConfig:
     """The options a finished semantics folder was made with (from its stage marker)."""
     from sidrec.errors import InputError
 
-    marker = Path(folder) / "_stage.json"
-    if not marker.is_file():
-        raise InputError("not a finished semantics folder (no _stage.json): run `sidrec semantics all`", folder)
-    saved = json.loads(marker.read_text())["config"]
-    return SemanticsConfig(**{**saved, "out": str(folder)})
+    marker = read_marker(Path(folder) / MARKER_FILE)
+    if marker is None or "config" not in marker.fields:
+        raise InputError(f"not a finished semantics folder (no {MARKER_FILE}): run `sidrec semantics all`", folder)
+    return SemanticsConfig(**{**marker.fields["config"], "out": str(folder)})
 
 
 def embed_new_items(semantics_dir: str | Path, items: Sequence[dict]) -> tuple[np.ndarray, list[Attributes]]:

@@ -32,16 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sidrec.artifacts import (
-    clear_stage_done,
-    mark_stage_done,
-    replace_dir,
-    stage_is_done,
-    write_json,
-    write_yaml,
-)
+from sidrec.artifacts import replace_dir, write_json, write_yaml
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
+from sidrec.stage import MARKER_FILE, clear_marker, fingerprint, input_digests, is_done, write_marker
 from sidrec.train import options as options_mod
 from sidrec.train.checkpoints import last_complete_checkpoint, resumable, train_or_finish
 from sidrec.train.options import parse_command_line
@@ -369,8 +363,14 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
         raise ConfigError(problems)
     out = Path(trainer_args.output_dir)
     final = out / "final"
-    fingerprint = options_mod.fingerprint("grpo", args, trainer_args)
-    if not args.force and final.is_dir() and stage_is_done(out, fingerprint):
+    view = options_mod.fingerprint("grpo", args, trainer_args)
+    from sidrec.sid import SIDS_FILE
+
+    sids = Path(args.sids) / SIDS_FILE if Path(args.sids).is_dir() else args.sids  # by content when hand-made
+    inputs = {"sft_model": args.sft_model, "data": args.data, "sids": sids}
+    digests = input_digests(inputs)  # a new upstream model or SID table redoes the stage
+    done_key = fingerprint(view, digests)
+    if not args.force and final.is_dir() and is_done(out, done_key, legacy_view=view, inputs=inputs):
         log.info("grpo: %s holds a finished run with the same options: skipped (force to redo)", final)
         return final
     if not Path(args.sft_model).is_dir():
@@ -402,7 +402,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
         resume = True
     main_process = PartialState().is_main_process
     if main_process:
-        clear_stage_done(out)  # from here on the outputs change: a kill must not leave them marked done
+        clear_marker(out)  # from here on the outputs change: a kill must not leave them marked done
     if args.force:
         if main_process:
             for old in out.glob("checkpoint-*"):
@@ -422,7 +422,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
         log.info("grpo: resuming from %s (step %d)", checkpoint, start_step)
     out.mkdir(parents=True, exist_ok=True)
     if main_process:
-        write_yaml(out / "config.yaml", fingerprint)
+        write_yaml(out / "config.yaml", view)
 
     valid: dict[str, Any] = {}
     if args.valid_samples and main_process:
@@ -443,7 +443,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
             valid["grpo"] = validation_ndcg(trainer.model, tokenizer, sid_table, args.data, args.valid_samples,
                                             args.valid_beams, args.max_history)
             write_json(out / VALID_METRICS_FILE, valid)
-        mark_stage_done(out, "grpo", fingerprint)
+        write_marker(out / MARKER_FILE, "grpo", done_key, inputs=digests, config=view)
         _summary(out, result.global_step, start_step, minutes, rollout, valid)
     if hasattr(trainer, "end"):
         trainer.end()  # transformers >= 5.18: close trackers and the process group

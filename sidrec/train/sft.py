@@ -27,16 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidrec.artifacts import (
-    clear_stage_done,
-    mark_stage_done,
-    replace_dir,
-    stage_is_done,
-    write_json,
-    write_yaml,
-)
+from sidrec.artifacts import replace_dir, write_json, write_yaml
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
+from sidrec.stage import MARKER_FILE, clear_marker, fingerprint, input_digests, is_done, write_marker
 from sidrec.train import options as options_mod
 from sidrec.train.checkpoints import (
     last_complete_checkpoint,
@@ -325,8 +319,11 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         raise ConfigError(problems)
     out = Path(trainer_args.output_dir)
     final = out / "final"
-    fingerprint = options_mod.fingerprint("sft", args, trainer_args)
-    if not args.force and final.is_dir() and stage_is_done(out, fingerprint):
+    view = options_mod.fingerprint("sft", args, trainer_args)
+    inputs = {"align": args.align_dir, "model": args.model_name_or_path}
+    digests = input_digests(inputs)  # a new upstream model or SID table redoes the stage
+    done_key = fingerprint(view, digests)
+    if not args.force and final.is_dir() and is_done(out, done_key, legacy_view=view, inputs=inputs):
         log.info("sft: %s holds a finished run with the same options: skipped (force to redo)", final)
         return final
 
@@ -342,7 +339,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         resume = True
     main_process = PartialState().is_main_process
     if main_process:
-        clear_stage_done(out)  # from here on the outputs change: a kill must not leave them marked done
+        clear_marker(out)  # from here on the outputs change: a kill must not leave them marked done
     if args.force:
         if main_process:
             for old in out.glob("checkpoint-*"):
@@ -368,7 +365,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         restore_early_stopping(trainer, resume)
     tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
-        write_yaml(out / "config.yaml", fingerprint)
+        write_yaml(out / "config.yaml", view)
     started, started_cpu = time.perf_counter(), time.process_time()
     trainer.add_callback(_progress_callback(started, start_step, earlier, _model_path(args), started_cpu))
     if args.max_minutes is not None:
@@ -382,7 +379,7 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         summary = _summary(trainer, result, seconds, ranking, n_train, start_step, earlier, cpu_seconds)
         write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
         write_json(out / SUMMARY_FILE, summary)
-        mark_stage_done(out, "sft", fingerprint)
+        write_marker(out / MARKER_FILE, "sft", done_key, inputs=digests, config=view)
         _print_summary(summary, final)
     if hasattr(trainer, "end"):
         trainer.end()  # transformers >= 5.18: close trackers and the process group
