@@ -16,12 +16,14 @@ import sys
 
 
 def make_parser():
+    """``TrlParser`` over (``GrpoArgs``, ``GRPOConfig``)."""
     from sidrec.train.grpo import make_parser as grpo_parser
 
     return grpo_parser()
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: the command line) and run the GRPO stage; a bad option or input exits with 2."""
     import logging
 
     from sidrec.errors import SidrecError

@@ -25,26 +25,22 @@ def make_parser():
     return sft_parser()
 
 
-def main(args, training_args) -> None:
-    """Run the SFT stage with parsed (``SftArgs``, ``SFTConfig``)."""
-    from sidrec.train.sft import run_sft
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: the command line) and run the SFT stage; a bad option or input exits with 2."""
+    import logging
 
-    final = run_sft(args, training_args)
+    from sidrec.errors import SidrecError
+    from sidrec.train.sft import parse_args, run_sft
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args, trainer_args = parse_args(argv)
+        final = run_sft(args, trainer_args)
+    except SidrecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"model: {final}")
 
 
 if __name__ == "__main__":
-    import logging
-
-    from sidrec.errors import ConfigError, SidrecError
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        try:
-            script_args, trainer_args = make_parser().parse_args_and_config(fail_with_unknown_args=True)
-        except ValueError as e:  # unknown YAML keys, inconsistent trainer options
-            raise ConfigError([str(e)]) from None
-        main(script_args, trainer_args)
-    except SidrecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    main()

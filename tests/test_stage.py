@@ -191,3 +191,40 @@ def test_a_pipeline_run_marked_before_format_2_is_skipped(tmp_path):
     run_pipeline(cfg, until="prepare")
     assert not (tmp_path / "run" / "data").exists()  # skipped: nothing prepared
     assert json.loads((markers / "prepare.json").read_text()) == old
+
+
+def test_a_training_stage_is_redone_after_its_aligned_model_is_remade(tmp_path):
+    """SFT and GRPO keep the same record (sidrec/train/run.py): options plus their inputs' digests."""
+    from sidrec.train.run import TrainingRecord
+
+    run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "align")))
+    view = {"sft": {"learning_rate": 1e-3}}
+
+    def record() -> TrainingRecord:
+        return TrainingRecord("sft", tmp_path / "sft", view, {"align": tmp_path / "align", "model": None})
+
+    (tmp_path / "sft" / "final").mkdir(parents=True)
+    assert not record().done()
+    record().mark_done()
+    assert record().done()
+    marker = read_marker(tmp_path / "sft" / MARKER_FILE)
+    assert marker.fields["config"] == view and marker.fields["inputs"]["model"] is None
+    run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "align"), value="b"))  # align remade
+    assert not record().done()
+    # A trainer's marker from before format 2 (its options alone) still counts while align is as it was.
+    run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "align2")))
+    _legacy_marker(tmp_path / "align2", "value", {"value": "a"})
+    _legacy_marker(tmp_path / "sft", "sft", view)
+    assert TrainingRecord("sft", tmp_path / "sft", view, {"align": tmp_path / "align2"}).done()
+
+
+def test_one_weight_dtype_rule_for_both_trainers():
+    from types import SimpleNamespace
+
+    import torch
+
+    from sidrec.train.run import model_dtype
+
+    gpu = torch.cuda.is_available()
+    assert model_dtype(SimpleNamespace(bf16=False, fp16=True)) == torch.float32  # fp16 AMP: float32 masters
+    assert model_dtype(SimpleNamespace(bf16=True, fp16=False)) == (torch.bfloat16 if gpu else torch.float32)

@@ -25,21 +25,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sidrec.artifacts import replace_dir, write_json, write_yaml
+from sidrec.artifacts import write_json, write_yaml
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
-from sidrec.stage import MARKER_FILE, clear_marker, fingerprint, input_digests, is_done, write_marker
 from sidrec.train import options as options_mod
-from sidrec.train.checkpoints import last_complete_checkpoint, resumable, train_or_finish
+from sidrec.train.checkpoints import resumable, train_or_finish
 from sidrec.train.options import parse_command_line
 from sidrec.train.rewards import REWARD_NAMES
+from sidrec.train.run import (
+    TrainingRecord,
+    checkpoint_step,
+    end,
+    load_model,
+    load_tokenizer,
+    resume_point,
+    save_final,
+    sids_file,
+)
 
 if TYPE_CHECKING:
     from trl import GRPOConfig
@@ -362,24 +370,18 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     if problems:
         raise ConfigError(problems)
     out = Path(trainer_args.output_dir)
-    final = out / "final"
-    view = options_mod.fingerprint("grpo", args, trainer_args)
-    from sidrec.sid import SIDS_FILE
-
-    sids = Path(args.sids) / SIDS_FILE if Path(args.sids).is_dir() else args.sids  # by content when hand-made
-    inputs = {"sft_model": args.sft_model, "data": args.data, "sids": sids}
-    digests = input_digests(inputs)  # a new upstream model or SID table redoes the stage
-    done_key = fingerprint(view, digests)
-    if not args.force and final.is_dir() and is_done(out, done_key, legacy_view=view, inputs=inputs):
-        log.info("grpo: %s holds a finished run with the same options: skipped (force to redo)", final)
-        return final
+    record = TrainingRecord("grpo", out, options_mod.fingerprint("grpo", args, trainer_args),
+                            {"sft_model": args.sft_model, "data": args.data, "sids": sids_file(args.sids)})
+    if not args.force and record.done():
+        log.info("grpo: %s holds a finished run with the same options and inputs: skipped (force to redo)",
+                 record.final)
+        return record.final
     if not Path(args.sft_model).is_dir():
         raise InputError("SFT model folder not found (run `sidrec sft` first)", args.sft_model)
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook, on purpose
     import torch
     from accelerate import PartialState
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
     from sidrec.sid import SidTable
@@ -388,41 +390,18 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     sid_table = SidTable.load(args.sids)
-    tokenizer = AutoTokenizer.from_pretrained(args.sft_model)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(args.sft_model)
     _check_tokenizer(tokenizer, sid_table, args.sft_model)
-    dtype = torch.bfloat16 if trainer_args.bf16 else torch.float16 if trainer_args.fp16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(args.sft_model, dtype=dtype)
+    model = load_model(args.sft_model, trainer_args)
     dataset = build_dataset(args, tokenizer, sid_table, trainer_args.seed)
 
-    resume: str | bool | None = trainer_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True
+    resume = resume_point(out, trainer_args.resume_from_checkpoint, args.force, forget=(CURVES_FILE,))
+    start_step = checkpoint_step(resume)
+    if resume:
+        log.info("grpo: resuming from %s (step %d)", resume, start_step)
     main_process = PartialState().is_main_process
     if main_process:
-        clear_marker(out)  # from here on the outputs change: a kill must not leave them marked done
-    if args.force:
-        if main_process:
-            for old in out.glob("checkpoint-*"):
-                shutil.rmtree(old)
-            (out / CURVES_FILE).unlink(missing_ok=True)
-        resume = None
-    last = last_complete_checkpoint(out, remove_incomplete=main_process)  # a kill while saving leaves a partial one
-    PartialState().wait_for_everyone()
-    if resume is True:
-        resume = str(last) if last else None
-    elif resume is None and last is not None and not args.force:
-        resume = str(last)
-    start_step = 0
-    if resume:
-        checkpoint = Path(resume)
-        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
-        log.info("grpo: resuming from %s (step %d)", checkpoint, start_step)
-    out.mkdir(parents=True, exist_ok=True)
-    if main_process:
-        write_yaml(out / "config.yaml", view)
+        write_yaml(out / "config.yaml", record.view)
 
     valid: dict[str, Any] = {}
     if args.valid_samples and main_process:
@@ -437,35 +416,16 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     result = train_or_finish(trainer, resume)
     minutes = (time.perf_counter() - started) / 60
 
-    _save_final(trainer, tokenizer, final)
+    final = save_final(trainer, tokenizer, out, "grpo", args.sft_model)
     if main_process:
         if args.valid_samples:
             valid["grpo"] = validation_ndcg(trainer.model, tokenizer, sid_table, args.data, args.valid_samples,
                                             args.valid_beams, args.max_history)
             write_json(out / VALID_METRICS_FILE, valid)
-        write_marker(out / MARKER_FILE, "grpo", done_key, inputs=digests, config=view)
+        record.mark_done()
         _summary(out, result.global_step, start_step, minutes, rollout, valid)
-    if hasattr(trainer, "end"):
-        trainer.end()  # transformers >= 5.18: close trackers and the process group
+    end(trainer)
     return final
-
-
-def _save_final(trainer, tokenizer, final: Path) -> None:
-    """Write ``final`` (model + tokenizer) atomically: every rank takes part in ``save_model`` (ZeRO-3 gathers the
-    weights), the main one writes and renames."""
-    tmp = final.with_name(f".{final.name}.tmp")
-    accelerator = trainer.accelerator
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))
-    if accelerator.is_main_process:
-        from sidrec.align.prompts import copy_settings
-
-        tokenizer.save_pretrained(tmp)
-        copy_settings(tokenizer.name_or_path, tmp, stage="grpo")  # prompt format and SID table travel with it
-        replace_dir(tmp, final)
-    accelerator.wait_for_everyone()
 
 
 def run_grpo_from_dict(options: Mapping[str, Any], *, model_dir: str | Path, align_dir: str | Path | None,

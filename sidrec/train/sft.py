@@ -20,25 +20,27 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidrec.artifacts import replace_dir, write_json, write_yaml
+from sidrec.artifacts import write_json, write_yaml
 from sidrec.config import opt
 from sidrec.errors import ConfigError, InputError
-from sidrec.stage import MARKER_FILE, clear_marker, fingerprint, input_digests, is_done, write_marker
 from sidrec.train import options as options_mod
-from sidrec.train.checkpoints import (
-    last_complete_checkpoint,
-    restore_early_stopping,
-    resumable,
-    train_or_finish,
-)
+from sidrec.train.checkpoints import restore_early_stopping, resumable, train_or_finish
 from sidrec.train.options import parse_command_line
+from sidrec.train.run import (
+    TrainingRecord,
+    checkpoint_step,
+    end,
+    load_model,
+    load_tokenizer,
+    resume_point,
+    save_final,
+)
 
 if TYPE_CHECKING:
     from trl import SFTConfig
@@ -168,33 +170,6 @@ def load_align_dataset(args: SftArgs):
     return ds
 
 
-def _save_final(trainer, args: SftArgs, tokenizer, out: Path) -> Path:
-    """Write ``out/final`` (model + tokenizer + ``sidrec.json``) atomically; LoRA adapters are merged into the base
-    model first."""
-    from sidrec.align.prompts import copy_settings
-
-    final, tmp = out / "final", out / ".final.tmp"
-    accelerator = trainer.accelerator
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))  # every rank takes part (ZeRO-3 gathers the weights); the main one writes
-    if accelerator.is_main_process:
-        if args.use_lora:
-            from peft import PeftModel
-            from transformers import AutoModelForCausalLM
-
-            base = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype="auto")
-            merged = PeftModel.from_pretrained(base, str(tmp)).merge_and_unload()
-            shutil.rmtree(tmp)
-            merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        copy_settings(_model_path(args), tmp, stage="sft")  # prompt format and SID table travel with the model
-        replace_dir(tmp, final)
-    accelerator.wait_for_everyone()
-    return final
-
-
 def _model_path(args: SftArgs) -> str:
     return args.model_name_or_path or str(Path(args.align_dir) / "model")
 
@@ -205,21 +180,15 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
 
     Returns ``(trainer, ranking_callback or None, number of training examples)``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
     from sidrec.sid import SidTable
     from sidrec.train.validation import RankingCallback
 
     sid_table = SidTable.load(Path(args.align_dir) / "sids")
-    tokenizer = AutoTokenizer.from_pretrained(_model_path(args))
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(_model_path(args))
     sid_table.token_ids(tokenizer)  # fails early, naming the folder, when the SID tokens are missing
-    dtype = torch.bfloat16 if trainer_args.bf16 and torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(_model_path(args), dtype=dtype)
+    model = load_model(_model_path(args), trainer_args)
     if args.dropout:
         add_training_dropout(model, args.dropout)
     ds = load_align_dataset(args)
@@ -318,54 +287,30 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
     if problems:
         raise ConfigError(problems)
     out = Path(trainer_args.output_dir)
-    final = out / "final"
-    view = options_mod.fingerprint("sft", args, trainer_args)
-    inputs = {"align": args.align_dir, "model": args.model_name_or_path}
-    digests = input_digests(inputs)  # a new upstream model or SID table redoes the stage
-    done_key = fingerprint(view, digests)
-    if not args.force and final.is_dir() and is_done(out, done_key, legacy_view=view, inputs=inputs):
-        log.info("sft: %s holds a finished run with the same options: skipped (force to redo)", final)
-        return final
+    record = TrainingRecord("sft", out, options_mod.fingerprint("sft", args, trainer_args),
+                            {"align": args.align_dir, "model": args.model_name_or_path})
+    if not args.force and record.done():
+        log.info("sft: %s holds a finished run with the same options and inputs: skipped (force to redo)",
+                 record.final)
+        return record.final
 
     align = Path(args.align_dir)
     for part in ("dataset", "sids") + (("model",) if args.model_name_or_path is None else ()):
         if not (align / part).exists():
             raise InputError(f"{part}/ not found: run `sidrec align --out {align}` first", align)
 
-    from accelerate import PartialState
-
-    resume: str | bool | None = trainer_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True
-    main_process = PartialState().is_main_process
-    if main_process:
-        clear_marker(out)  # from here on the outputs change: a kill must not leave them marked done
-    if args.force:
-        if main_process:
-            for old in out.glob("checkpoint-*"):
-                shutil.rmtree(old, ignore_errors=True)
-        resume = None
-    last = last_complete_checkpoint(out, remove_incomplete=main_process)  # a kill while saving leaves a partial one
-    PartialState().wait_for_everyone()
-    if resume is True:
-        resume = str(last) if last else None
-    elif resume is None and last is not None and not args.force:
-        resume = str(last)
-        log.info("sft: resuming from %s", resume)
-    out.mkdir(parents=True, exist_ok=True)
-
-    start_step, earlier = 0, {"seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0}
+    resume = resume_point(out, trainer_args.resume_from_checkpoint, args.force)
+    start_step, earlier = checkpoint_step(resume), {"seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0}
     if resume:
-        checkpoint = Path(resume)
-        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
-        if (checkpoint / PROGRESS_FILE).is_file():
-            earlier = {**earlier, **json.loads((checkpoint / PROGRESS_FILE).read_text())}
+        log.info("sft: resuming from %s (step %d)", resume, start_step)
+        if (Path(resume) / PROGRESS_FILE).is_file():
+            earlier = {**earlier, **json.loads((Path(resume) / PROGRESS_FILE).read_text())}
     trainer, ranking, n_train = build_trainer(args, trainer_args)
     if resume:
         restore_early_stopping(trainer, resume)
     tokenizer = trainer.processing_class
     if trainer.accelerator.is_main_process:
-        write_yaml(out / "config.yaml", view)
+        write_yaml(out / "config.yaml", record.view)
     started, started_cpu = time.perf_counter(), time.process_time()
     trainer.add_callback(_progress_callback(started, start_step, earlier, _model_path(args), started_cpu))
     if args.max_minutes is not None:
@@ -374,15 +319,15 @@ def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
         trainer.add_callback(_budget_callback(begun, args.max_minutes, clock))
     result = train_or_finish(trainer, resume)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
-    final = _save_final(trainer, args, tokenizer, out)
+    final = save_final(trainer, tokenizer, out, "sft", _model_path(args),
+                       lora_base=_model_path(args) if args.use_lora else None)
     if trainer.accelerator.is_main_process:
         summary = _summary(trainer, result, seconds, ranking, n_train, start_step, earlier, cpu_seconds)
         write_json(out / LOG_HISTORY_FILE, trainer.state.log_history)
         write_json(out / SUMMARY_FILE, summary)
-        write_marker(out / MARKER_FILE, "sft", done_key, inputs=digests, config=view)
+        record.mark_done()
         _print_summary(summary, final)
-    if hasattr(trainer, "end"):
-        trainer.end()  # transformers >= 5.18: close trackers and the process group
+    end(trainer)
     return final
 
 
