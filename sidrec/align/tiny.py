@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sidrec.artifacts import write_json
 from sidrec.config import opt
-from sidrec.stage import Stage, run_stage
+from sidrec.stage import MARKER_FILE, Stage, read_marker, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +229,8 @@ class TinyModelStage(Stage[TinyModelConfig]):
 
 def _legacy_data_identity(data: Path) -> str:
     """What a pre-format-2 marker recorded for the dataset: its own marker's options hash, else its path."""
-    import json
-
-    try:
-        return str(json.loads((data / "_stage.json").read_text())["config_hash"])
-    except (OSError, ValueError, KeyError):
-        return str(data)
+    marker = read_marker(data / MARKER_FILE)
+    return marker.legacy_hash if marker is not None and marker.legacy_hash else str(data)
 
 
 def build_tiny_model(cfg: TinyModelConfig) -> Path:
