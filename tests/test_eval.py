@@ -148,3 +148,61 @@ def test_cli_evaluate_writes_metrics(synthetic_data, tmp_path):
     m = json.loads(out.read_text())
     assert m["overall"]["HR@1"] == pytest.approx(math.ceil(len(data.split("valid")) / 2) / len(data.split("valid")))
     assert set(m["groups"]) == {"head_items", "tail_items", "head_users", "tail_users"}
+
+
+def test_seed_means_use_the_sample_std_and_paired_tests_agree_with_scipy():
+    from scipy import stats as sps
+
+    from sidrec.eval import mean_over_seeds, paired_delta, paired_pvalue, seed_stat
+
+    assert seed_stat([0.1, 0.3]) == {"mean": pytest.approx(0.2), "std": pytest.approx(0.02 ** 0.5)}  # ddof=1
+    assert seed_stat([0.4]) == {"mean": 0.4, "std": 0.0}
+    reports = [{"overall": {"HR@10": v}, "groups": {"tail_items": {"HR@10": v / 2}}, "n_samples": 9}
+               for v in (0.2, 0.4, 0.6)]
+    mean = mean_over_seeds(reports, groups=("tail_items",))
+    assert mean["overall"]["HR@10"] == pytest.approx(0.4) and mean["overall_std"]["HR@10"] == pytest.approx(0.2)
+    assert mean["groups"]["tail_items"]["HR@10"] == pytest.approx(0.2) and mean["n_samples"] == 9
+    rng = np.random.default_rng(0)
+    a, b = rng.random(50), rng.random(50)
+    assert paired_pvalue(a, b) == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert paired_pvalue(a, b, "wilcoxon") == pytest.approx(sps.wilcoxon(a - b).pvalue)
+    assert paired_pvalue(a, a, "wilcoxon") == 1.0 and 0 < paired_pvalue(a, b, "bootstrap") <= 1
+    with pytest.raises(ValueError, match="wilcoxon"):
+        paired_pvalue(a, b, "sign")
+    d = paired_delta({"HR@10": a}, {"HR@10": b}, metrics=("HR@10",))
+    assert d["HR@10"]["delta"] == pytest.approx(a.mean() - b.mean())
+
+
+def test_ranking_protocol_check_names_the_odd_model():
+    from sidrec.eval import check_ranking_protocol, ranking_protocol, split_protocol
+
+    assert check_ranking_protocol({"sasrec": [True, True], "grpo": True}) is True
+    assert check_ranking_protocol({}) is False
+    with pytest.raises(ValueError, match=r"sasrec was ranked with exclude_history \[False, True\]"):
+        check_ranking_protocol({"sasrec": [True, False]}, expected=True)
+    with pytest.raises(ValueError, match="popularity .*one ranking protocol"):
+        check_ranking_protocol({"grpo": True, "popularity": False})
+    assert "history masked" in ranking_protocol(True) and ranking_protocol(False) == "full ranking over all items"
+    assert split_protocol({"split_protocol": "time"}).startswith("global time-based split")
+    assert split_protocol({}) == "per-user leave-one-out"
+
+
+def test_report_names_the_protocol_the_predictions_were_made_under(synthetic_data, tmp_path):
+    """report.md says "history masked" when the decode sidecar says so, and warns when the rows disagree."""
+    from sidrec.eval.report import write_report
+
+    data = load_data(synthetic_data)
+    run = tmp_path / "run"
+    grpo = _oracle_predictions(data, "test", run / "predictions" / "grpo.jsonl")
+    pop = _oracle_predictions(data, "test", run / "predictions" / "popularity.jsonl", hit_every=3)
+    grpo.with_name("grpo.jsonl.config.json").write_text(json.dumps({"config": {"exclude_history": True}}))
+    (run / "baselines" / "popularity").mkdir(parents=True)
+    summary = run / "baselines" / "popularity" / "summary.json"
+    summary.write_text(json.dumps({"config": {"exclude_history": True}}))
+    text = write_report(run, synthetic_data, "test", generative=("grpo",)).read_text()
+    assert "per-user leave-one-out, full ranking over the items outside the user's training history" in text
+    assert "full ranking over all items" not in text
+    summary.write_text(json.dumps({"config": {"exclude_history": False}}))
+    text = write_report(run, synthetic_data, "test", generative=("grpo",)).read_text()
+    assert "**mixed ranking protocols" in text and "popularity was ranked with exclude_history [False]" in text
+    assert pop.is_file()

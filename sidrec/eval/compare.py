@@ -8,30 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from sidrec.data.store import CanonicalData, load_data
 from sidrec.eval.evaluator import aligned_ranks
 from sidrec.eval.metrics import per_sample_metrics
+from sidrec.eval.stats import paired_pvalue
 
 TABLE_METRICS: tuple[str, ...] = ("HR@3", "HR@5", "HR@10", "HR@20", "NDCG@3", "NDCG@5", "NDCG@10", "NDCG@20",
                                   "MRR@10")
-
-
-def paired_pvalue(a: np.ndarray, b: np.ndarray, test: str = "ttest", n_boot: int = 2000, seed: int = 0) -> float:
-    """Two-sided p-value that per-sample metrics ``a`` and ``b`` (same samples) have equal means.
-
-    ``ttest``: paired t-test; ``bootstrap``: resampling the per-sample differences.
-    """
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if not np.any(diff):
-        return 1.0
-    if test == "ttest":
-        return float(sps.ttest_rel(a, b).pvalue)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
-    means = diff[idx].mean(axis=1)
-    return float(min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean())))
 
 
 def compare(predictions: Sequence[str | Path], data: str | Path | CanonicalData, split: str = "test",

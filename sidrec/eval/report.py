@@ -14,6 +14,8 @@ from sidrec.artifacts import atomic_path, write_json, write_text
 from sidrec.data.store import CanonicalData, load_data
 from sidrec.eval.compare import compare, plot_bars, to_markdown
 from sidrec.eval.evaluator import evaluate
+from sidrec.eval.protocol import (check_ranking_protocol, predictions_exclude_history, ranking_protocol,
+                                   split_protocol)
 
 GROUP_METRICS = ("HR@10", "NDCG@10")
 
@@ -145,8 +147,8 @@ def write_report(run_dir: str | Path, data_dir: str | Path | None = None, split:
         figures.append(("GRPO reward and KL curves", curve))
     md = [f"# sidrec report: {run_dir.name}", "",
           f"Dataset `{data.root}` ({data.stats['source']}, {data.stats['n_users']:,} users, "
-          f"{data.stats['n_items']:,} items); split `{split}`, {len(data.split(split)):,} samples; full ranking "
-          "over all items.", "", "## Comparison", "", to_markdown(result), "",
+          f"{data.stats['n_items']:,} items); split `{split}`, {len(data.split(split)):,} samples; "
+          f"{split_protocol(data.stats)}, {ranking_text(pred_files, run_dir)}.", "", "## Comparison", "", to_markdown(result), "",
           f"Significance reference: best baseline by NDCG@10 = `{best_baseline}`.", "",
           "## Head / tail breakdown", "", "| model | group | n | HR@10 | NDCG@10 |", "|---|---|---|---|---|"]
     for n in ordered:
@@ -163,6 +165,17 @@ def write_report(run_dir: str | Path, data_dir: str | Path | None = None, split:
     out = run_dir / "report.md"
     write_text(out, "\n".join(md) + "\n")
     return out
+
+
+def ranking_text(pred_files: Sequence[Path], run_dir: Path) -> str:
+    """The ranking protocol the predictions were made under (their decode sidecars / baseline summaries), in words;
+    a bold warning naming the models when they differ. Files that record nothing count as ranked over all items
+    (the default of ``sidrec decode`` and ``sidrec baseline``)."""
+    flags = {p.stem: predictions_exclude_history(p, run_dir) for p in pred_files}
+    try:
+        return ranking_protocol(check_ranking_protocol({n: bool(f) for n, f in flags.items()}))
+    except ValueError as err:
+        return f"**mixed ranking protocols, these rows are not comparable**: {err}"
 
 
 def reproducibility(run_dir: str | Path) -> str:
