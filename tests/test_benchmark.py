@@ -1,4 +1,5 @@
-"""The environment every benchmark result names (device, commit, date, torch)."""
+"""sidrec.benchmark: the environment every result names (device, commit, date, torch) and the benchmarks' own
+logic (the scripts in scripts/ only parse arguments and call it)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,7 @@ def test_environment_names_commit_device_and_date():
 def test_write_report_writes_json_and_markdown(tmp_path):
     import json
 
-    from sidrec.benchmark import write_report
-
-    from sidrec.benchmark import reproducibility
+    from sidrec.benchmark import reproducibility, write_report
 
     write_report(tmp_path / "results", "bench_x", {"HR@10": 0.5, "device": "CPU é"}, "# bench x\n")
     note = reproducibility({"HR@10": 0.5, "device": "CPU é"})
@@ -39,24 +38,14 @@ def test_write_report_writes_json_and_markdown(tmp_path):
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["bench_x.json", "bench_x.md"]
 
 
-def _load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     """bench_pipeline: an ablation reuses the main run's outputs exactly where its options match, never more."""
     import json
 
     import yaml
 
+    from sidrec.benchmark import pipeline as bench
     from sidrec.pipeline import stage_hashes
-
-    bench = _load_script("bench_pipeline")
     config = tmp_path / "cfg.yaml"
     main_root = tmp_path / "run"
     config.write_text(yaml.safe_dump({"run_dir": str(main_root), "data": {"source": "synthetic"},
@@ -120,7 +109,7 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
 
     import pytest
 
-    bench = _load_script("bench_baselines")
+    from sidrec.benchmark import baselines as bench
     argv = ["--data", str(synthetic_data), "--config-dir", str(tmp_path / "none"), "--work", str(tmp_path / "w"),
             "--models", "sasrec", "--fusions", "id", "--seeds", "3", "--ks", "5", "10", "--set", "epochs=1",
             "--results", str(tmp_path / "res")]
@@ -140,9 +129,8 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
     assert "--semantics is required by --fusions asegr" in capsys.readouterr().err
 
     # bench_pipeline's paired table: popularity (HR@10 0.27 here) is the reference and random (0.18) falls below it.
+    from sidrec.benchmark import pipeline
     from sidrec.data import load_data
-
-    pipeline = _load_script("bench_pipeline")
     preds = tmp_path / "w" / "predictions"
     paired = pipeline._paired_vs_best_baseline({"random": [preds / "random_s3.jsonl"],
                                                 "popularity": [preds / "popularity_s3.jsonl"]},
@@ -169,7 +157,7 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
 def test_bench_remeasure_puts_old_and_new_rows_beside_each_other_and_keeps_the_page(tmp_path):
     import json
 
-    remeasure = _load_script("bench_remeasure")
+    from sidrec.benchmark import remeasure
 
     def record(folder: Path, model: str, fusion: str, seed: int, hr10: float) -> None:
         metrics = {"HR@5": hr10 / 2, "NDCG@5": hr10 / 4, "HR@10": hr10, "NDCG@10": hr10 / 3}

@@ -92,10 +92,7 @@ def test_load_dev_set_names_the_line_of_a_bad_label(tmp_path, shared_data):
 
 def test_extractor_floor_on_the_dev_set(dev_units):
     """The offline extractor's dev-set scores (benchmarks/results/sensory_dev.md) do not fall back."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from bench_sensory_dev import evaluate
+    from sidrec.benchmark.sensory_dev import evaluate
 
     s = evaluate(dev_units, min_score=1.0, max_values=2)
     # Before issue 19: per unit facet F1 0.714 / value F1 0.635; per item 0.749 / 0.628.

@@ -1,0 +1,194 @@
+"""Benchmark: does GRPO after SFT improve ranking? SFT checkpoint vs SFT+GRPO on the same split, same decoder.
+
+For each seed: SFT (``configs/sft/*.yaml``, that seed) unless ``--sft-model`` gives a finished one, then GRPO from
+it (``configs/grpo/*.yaml``, that seed); both models are scored by the same constrained beam search (torch backend)
+on every sample of ``--split``: HR/NDCG@K for K in ``--ks``, the per-seed difference, and a paired Wilcoxon test
+on per-sample NDCG@10. Results (JSON + markdown with device, commit, command and configs) go to
+``benchmarks/results/grpo_<name>.{json,md}``.
+
+How to run it: ``scripts/bench_grpo.py`` (its docstring has the commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="run directory holding data/, sids/, align/")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--sft-config", default="configs/sft/demo.yaml")
+    p.add_argument("--grpo-config", default="configs/grpo/demo.yaml")
+    p.add_argument("--sft-model", default=None, help="a finished SFT model to start every seed's GRPO from "
+                                                     "(default: train SFT once per seed)")
+    p.add_argument("--split", choices=("valid", "test"), default="valid")
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
+    p.add_argument("--beams", type=int, default=20, help="beam width of the scoring decoder")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N samples of the split")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra GRPO options (flags of scripts/grpo.py without the dashes), e.g. learning_rate=5e-5")
+    p.add_argument("--name", default="synthetic", help="results file stem: grpo_<name>")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--work", default=None, help="where the bench's models go (default RUN/bench_grpo)")
+    return p
+
+
+def _cached_score(model_dir: Path, cache: Path, run: Path, args, max_history):
+    """:func:`_score`, kept in ``cache`` (JSON) so a re-run after a time limit does not decode again."""
+    import numpy as np
+
+    from sidrec.artifacts import write_json
+
+    key = {"model": str(model_dir), "split": args.split, "limit": args.limit, "beams": args.beams,
+           "mtime": (model_dir / "config.json").stat().st_mtime}
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return np.array(saved["ranks"])
+    ranks = _score(model_dir, run, args, max_history)
+    write_json(cache, {"key": key, "ranks": [int(r) for r in ranks]})
+    return ranks
+
+
+def _popularity(run: Path, args, ks) -> dict[str, float]:
+    """The popularity baseline (training counts) on the same samples, for scale."""
+    from sidrec.data import load_data
+    from sidrec.eval.metrics import per_sample_metrics, summarize, target_ranks
+
+    data = load_data(run / "data")
+    pop = data.train_popularity
+    order = sorted(range(len(data.item_ids)), key=lambda i: (-pop.get(data.item_ids[i], 0), i))
+    top = [data.item_ids[i] for i in order[: max(ks)]]
+    targets = data.split(args.split)["target"][:]
+    if args.limit is not None:
+        targets = targets[: args.limit]
+    metrics = summarize(per_sample_metrics(target_ranks([top] * len(targets), targets), ks=ks))
+    return {k: v for k, v in metrics.items() if not k.startswith("MRR")}
+
+
+def _score(model_dir: Path, run: Path, args, max_history):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sidrec.sid import SidTable
+    from sidrec.train.grpo import target_ranks_on_split
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return target_ranks_on_split(model, tokenizer, SidTable.load(run / "sids"), run / "data", args.split,
+                                 args.limit, beams=args.beams, topk=max(max(args.ks), 10), max_history=max_history)
+
+
+def main(args: argparse.Namespace) -> dict:
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    from sidrec.eval.metrics import per_sample_metrics, summarize
+    from sidrec.train import grpo, sft
+
+    run = Path(args.run)
+    work = Path(args.work) if args.work else run / "bench_grpo"
+    align_stats = run / "align" / "stats.json"
+    max_history = json.loads(align_stats.read_text()).get("max_history") if align_stats.is_file() else None
+    extra = [f"--{kv}" for kv in args.set]  # --learning_rate=5e-5
+    ks = tuple(sorted(set(args.ks) | {10}))
+    seeds = []
+    for seed in args.seeds:
+        seed_dir = work / f"seed{seed}"
+        started = time.perf_counter()
+        if args.sft_model:
+            sft_final = Path(args.sft_model)
+        else:
+            sft_args, sft_trainer = sft.parse_args([
+                "--config", args.sft_config, "--align_dir", str(run / "align"), "--output_dir", str(seed_dir / "sft"),
+                "--seed", str(seed), "--report_to", "none", "--disable_tqdm", "true"])
+            sft_final = sft.run_sft(sft_args, sft_trainer)
+        sft_minutes = (time.perf_counter() - started) / 60
+        grpo_argv = ["--config", args.grpo_config, "--sft_model", str(sft_final), "--data", str(run / "data"),
+                     "--sids", str(run / "sids"), "--output_dir", str(seed_dir / "grpo"), "--seed", str(seed),
+                     "--valid_samples", "0", "--report_to", "tensorboard", "--disable_tqdm", "true"]
+        if max_history is not None:
+            grpo_argv += ["--max_history", str(max_history)]
+        g_args, g_trainer = grpo.parse_args(grpo_argv + extra)
+        started = time.perf_counter()
+        grpo_final = grpo.run_grpo(g_args, g_trainer)
+        grpo_minutes = (time.perf_counter() - started) / 60
+        sft_cache = (work if args.sft_model else seed_dir) / f"sft_ranks_{args.split}.json"
+        ranks = {"sft": _cached_score(sft_final, sft_cache, run, args, max_history),
+                 "grpo": _cached_score(grpo_final, seed_dir / f"grpo_ranks_{args.split}.json", run, args,
+                                       max_history)}
+        per_sample = {name: per_sample_metrics(r, ks=ks) for name, r in ranks.items()}
+        metrics = {name: {k: v for k, v in summarize(m).items() if not k.startswith("MRR")}
+                   for name, m in per_sample.items()}
+        diff = per_sample["grpo"]["NDCG@10"] - per_sample["sft"]["NDCG@10"]
+        p_value = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+        curves = json.loads((seed_dir / "grpo" / grpo.CURVES_FILE).read_text())
+        rewarded = [r for r in curves if "reward" in r]
+        seeds.append({
+            "seed": seed, "n_samples": int(len(diff)), "sft": metrics["sft"], "grpo": metrics["grpo"],
+            "delta_ndcg@10": float(diff.mean()), "wilcoxon_p_ndcg@10": p_value,
+            "improved_samples": int((diff > 0).sum()), "worsened_samples": int((diff < 0).sum()),
+            "sft_minutes": round(sft_minutes, 2) if not args.sft_model else None,
+            "grpo_minutes": round(grpo_minutes, 2), "grpo_steps": rewarded[-1]["step"] if rewarded else 0,
+            "reward_first": rewarded[0]["reward"] if rewarded else None,
+            "reward_last": rewarded[-1]["reward"] if rewarded else None,
+            "kl_last": rewarded[-1].get("kl") if rewarded else None,
+        })
+        print(f"seed {seed}: NDCG@10 sft {metrics['sft']['NDCG@10']:.4f} -> grpo {metrics['grpo']['NDCG@10']:.4f} "
+              f"(p={p_value:.3g}), GRPO {grpo_minutes:.1f} min", flush=True)
+
+    from sidrec.benchmark import environment
+
+    report = {
+        "benchmark": "grpo_vs_sft", **environment(),
+        "command": "python scripts/bench_grpo.py " + shlex.join(sys.argv[1:]),
+        "run": str(run), "split": args.split, "ks": list(ks), "beams": args.beams,
+        "sft_config": Path(args.sft_config).read_text() if not args.sft_model else f"given: {args.sft_model}",
+        "grpo_config": Path(args.grpo_config).read_text(), "grpo_overrides": args.set,
+        "data_stats": json.loads((run / "data" / "stats.json").read_text()),
+        "seeds": seeds,
+        "popularity": _popularity(run, args, ks),
+        "mean_delta_ndcg@10": float(np.mean([s["delta_ndcg@10"] for s in seeds])),
+        "improved_every_seed": all(s["delta_ndcg@10"] > 0 for s in seeds),
+    }
+    out = Path(args.out)
+    from sidrec.benchmark import write_report
+
+    write_report(out, f"grpo_{args.name}", report, _markdown(report))
+    print(_markdown(report))
+    return report
+
+
+def _markdown(report: dict) -> str:
+    ks = report["ks"]
+    names = [f"{m}@{k}" for m in ("HR", "NDCG") for k in ks]
+    lines = [f"# GRPO after SFT vs the SFT checkpoint ({report['split']} split, {report['device']})", "",
+             f"{report['date']}, commit {report['commit']}, torch {report['torch']}; run `{report['run']}` "
+             f"({report['data_stats'].get('n_items', '?')} items); scoring: constrained beam search, "
+             f"{report['beams']} beams, every sample of the split.", "",
+             f"    {report['command']}", "",
+             "| seed | model | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for s in report["seeds"]:
+        for model in ("sft", "grpo"):
+            lines.append(f"| {s['seed']} | {model} | " + " | ".join(f"{s[model][n]:.4f}" for n in names) + " |")
+    lines.append("| — | popularity | " + " | ".join(f"{report['popularity'][n]:.4f}" for n in names) + " |")
+    lines += ["", "| seed | ΔNDCG@10 | Wilcoxon p | samples better / worse | GRPO steps | reward first → last | "
+                  "KL last | GRPO min |", "|---|---|---|---|---|---|---|---|"]
+    for s in report["seeds"]:
+        lines.append(f"| {s['seed']} | {s['delta_ndcg@10']:+.4f} | {s['wilcoxon_p_ndcg@10']:.3g} | "
+                     f"{s['improved_samples']} / {s['worsened_samples']} | {s['grpo_steps']} | "
+                     f"{s['reward_first']:.3f} → {s['reward_last']:.3f} | {s['kl_last']:.4f} | "
+                     f"{s['grpo_minutes']:.1f} |")
+    lines += ["", f"Mean ΔNDCG@10 over seeds: {report['mean_delta_ndcg@10']:+.4f}; improved on every seed: "
+                  f"{report['improved_every_seed']}.", "", "GRPO config:", "", "```yaml",
+              report["grpo_config"].rstrip(), "```"]
+    if report["grpo_overrides"]:
+        lines.append(f"Overrides: {' '.join(report['grpo_overrides'])}")
+    return "\n".join(lines) + "\n"
