@@ -193,3 +193,64 @@ def test_bench_remeasure_puts_old_and_new_rows_beside_each_other_and_keeps_the_p
     assert text.startswith("# page\n\nold table\n") and text.count("## Re-measured") == 1
     assert "| sasrec / llmesr | new | 2 | 0.0650 ± 0.0071 | 0.1300 ± 0.0141 |" in text and "+0.0200" in text
     assert "| sasrec / asegr | new (no old row) | 1 |" in text and "llmesr_neighbors=10" in text
+
+
+def test_benchmarks_score_predictions_files_through_the_evaluator(synthetic_data, tmp_path):
+    """sidrec.benchmark.scoring: a model's decode file and the popularity floor's baseline file, read by the one
+    evaluator on the first N samples, give the ranks the in-memory scoring gave before (target_ranks_on_split and
+    the most-popular list); a re-run decodes nothing; predictions for later samples are ignored, unknown ones not."""
+    import json
+
+    import numpy as np
+
+    from sidrec.benchmark.scoring import decode_model, per_sample, popularity_predictions
+    from sidrec.data import load_data
+    from sidrec.decode.tiny import save_tiny_lm
+    from sidrec.errors import InputError
+    from sidrec.eval.evaluator import aligned_ranks
+    from sidrec.eval.metrics import per_sample_metrics, target_ranks
+    from sidrec.sid import SidTable
+
+    data = load_data(synthetic_data)
+    run = tmp_path / "run"
+    (run / "sids").mkdir(parents=True)
+    (run / "data").symlink_to(synthetic_data, target_is_directory=True)
+    codes = np.random.default_rng(0).permutation(6 * 6 * 6)[: len(data.item_ids)]
+    (run / "sids" / "sids.json").write_text(json.dumps(
+        {item: [int(c // 36), int(c // 6 % 6), int(c % 6)] for item, c in zip(data.item_ids, codes)}))
+    model_dir = save_tiny_lm(run / "model", SidTable.load(run / "sids"))
+    out = run / "predictions" / "tiny_valid.jsonl"
+    path, seconds = decode_model(model_dir, run, "valid", out, beams=12, topk=10, limit=30, max_history=5)
+    assert path == out and seconds is not None and seconds >= 0
+    scored = per_sample(path, data, "valid", (5, 10), limit=30)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sidrec.train.grpo import target_ranks_on_split
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    before = target_ranks_on_split(model, tokenizer, SidTable.load(run / "sids"), run / "data", "valid", 30,
+                                   beams=12, topk=10, max_history=5)
+    assert len(scored["HR@10"]) == 30 and scored["HR@10"].sum() > 0
+    for name, values in per_sample_metrics(before, (5, 10)).items():
+        assert np.array_equal(scored[name], values), name
+    stamp = out.stat().st_mtime_ns
+    decode_model(model_dir, run, "valid", out, beams=12, topk=10, limit=30, max_history=5)
+    assert out.stat().st_mtime_ns == stamp  # up to date: not decoded again
+
+    popularity = popularity_predictions(run / "data", "valid", run / "work" / "popularity_valid.jsonl")
+    pop = data.train_popularity
+    top = sorted(data.item_ids, key=lambda i: (-pop.get(i, 0), data.item_ids.index(i)))[:10]
+    targets = data.split("valid")["target"][:40]
+    expected = per_sample_metrics(target_ranks([top] * 40, targets), (5, 10))
+    got = per_sample(popularity, data, "valid", (5, 10), limit=40)
+    assert all(np.array_equal(got[m], expected[m]) for m in expected) and got["HR@10"].sum() > 0
+
+    bad = run / "bad.jsonl"
+    bad.write_text(out.read_text() + json.dumps({"sample_id": 10**9, "target": "x", "items": []}) + "\n")
+    with pytest.raises(InputError, match="is not in the valid split"):
+        aligned_ranks(bad, data, "valid", limit=30)
+    assert len(aligned_ranks(popularity, data, "valid", limit=5)[0]) == 5

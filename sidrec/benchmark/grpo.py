@@ -39,61 +39,16 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cached_score(model_dir: Path, cache: Path, run: Path, args, max_history):
-    """:func:`_score`, kept in ``cache`` (JSON) so a re-run after a time limit does not decode again."""
-    import numpy as np
-
-    from sidrec.artifacts import write_json
-
-    key = {"model": str(model_dir), "split": args.split, "limit": args.limit, "beams": args.beams,
-           "mtime": (model_dir / "config.json").stat().st_mtime}
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
-        if saved.get("key") == key:
-            return np.array(saved["ranks"])
-    ranks = _score(model_dir, run, args, max_history)
-    write_json(cache, {"key": key, "ranks": [int(r) for r in ranks]})
-    return ranks
-
-
-def _popularity(run: Path, args, ks) -> dict[str, float]:
-    """The popularity baseline (training counts) on the same samples, for scale."""
-    from sidrec.data import load_data
-    from sidrec.eval.metrics import per_sample_metrics, summarize, target_ranks
-
-    data = load_data(run / "data")
-    pop = data.train_popularity
-    order = sorted(range(len(data.item_ids)), key=lambda i: (-pop.get(data.item_ids[i], 0), i))
-    top = [data.item_ids[i] for i in order[: max(ks)]]
-    targets = data.split(args.split)["target"][:]
-    if args.limit is not None:
-        targets = targets[: args.limit]
-    metrics = summarize(per_sample_metrics(target_ranks([top] * len(targets), targets), ks=ks))
-    return {k: v for k, v in metrics.items() if not k.startswith("MRR")}
-
-
-def _score(model_dir: Path, run: Path, args, max_history):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sidrec.sid import SidTable
-    from sidrec.train.grpo import target_ranks_on_split
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return target_ranks_on_split(model, tokenizer, SidTable.load(run / "sids"), run / "data", args.split,
-                                 args.limit, beams=args.beams, topk=max(max(args.ks), 10), max_history=max_history)
-
-
 def main(args: argparse.Namespace) -> dict:
     import numpy as np
-    from scipy.stats import wilcoxon
 
-    from sidrec.eval.metrics import per_sample_metrics, summarize
+    from sidrec.benchmark.scoring import decode_model, per_sample, popularity_predictions, without_mrr
+    from sidrec.data import load_data
+    from sidrec.eval.stats import paired_pvalue
     from sidrec.train import grpo, sft
 
     run = Path(args.run)
+    data = load_data(run / "data")
     work = Path(args.work) if args.work else run / "bench_grpo"
     align_stats = run / "align" / "stats.json"
     max_history = json.loads(align_stats.read_text()).get("max_history") if align_stats.is_file() else None
@@ -120,15 +75,16 @@ def main(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         grpo_final = grpo.run_grpo(g_args, g_trainer)
         grpo_minutes = (time.perf_counter() - started) / 60
-        sft_cache = (work if args.sft_model else seed_dir) / f"sft_ranks_{args.split}.json"
-        ranks = {"sft": _cached_score(sft_final, sft_cache, run, args, max_history),
-                 "grpo": _cached_score(grpo_final, seed_dir / f"grpo_ranks_{args.split}.json", run, args,
-                                       max_history)}
-        per_sample = {name: per_sample_metrics(r, ks=ks) for name, r in ranks.items()}
-        metrics = {name: {k: v for k, v in summarize(m).items() if not k.startswith("MRR")}
-                   for name, m in per_sample.items()}
-        diff = per_sample["grpo"]["NDCG@10"] - per_sample["sft"]["NDCG@10"]
-        p_value = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+        # Both models' predictions files (sidrec decode: made once, skipped when up to date), scored by the evaluator.
+        predictions = {"sft": (sft_final, (work if args.sft_model else seed_dir) / f"sft_{args.split}.jsonl"),
+                       "grpo": (grpo_final, seed_dir / f"grpo_{args.split}.jsonl")}
+        per_model = {name: per_sample(decode_model(model, run, args.split, out, beams=args.beams,
+                                                   topk=max(max(args.ks), 10), limit=args.limit,
+                                                   max_history=max_history)[0], data, args.split, ks, args.limit)
+                     for name, (model, out) in predictions.items()}
+        metrics = {name: without_mrr(m) for name, m in per_model.items()}
+        diff = per_model["grpo"]["NDCG@10"] - per_model["sft"]["NDCG@10"]
+        p_value = paired_pvalue(per_model["grpo"]["NDCG@10"], per_model["sft"]["NDCG@10"], "wilcoxon")
         curves = json.loads((seed_dir / "grpo" / grpo.CURVES_FILE).read_text())
         rewarded = [r for r in curves if "reward" in r]
         seeds.append({
@@ -154,7 +110,8 @@ def main(args: argparse.Namespace) -> dict:
         "grpo_config": Path(args.grpo_config).read_text(), "grpo_overrides": args.set,
         "data_stats": json.loads((run / "data" / "stats.json").read_text()),
         "seeds": seeds,
-        "popularity": _popularity(run, args, ks),
+        "popularity": without_mrr(per_sample(popularity_predictions(
+            run / "data", args.split, work / f"popularity_{args.split}.jsonl"), data, args.split, ks, args.limit)),
         "mean_delta_ndcg@10": float(np.mean([s["delta_ndcg@10"] for s in seeds])),
         "improved_every_seed": all(s["delta_ndcg@10"] > 0 for s in seeds),
     }

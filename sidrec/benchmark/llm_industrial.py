@@ -70,60 +70,6 @@ def _yaml_value(value: str):
     return yaml.safe_load(value)
 
 
-def _score(model_dir: Path, run: Path, args, max_history, cache: Path):
-    """Target ranks of ``model_dir`` on the split (cached in ``cache`` with the model's mtime)."""
-    import numpy as np
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sidrec.artifacts import write_json
-    from sidrec.sid import SidTable
-    from sidrec.train.grpo import target_ranks_on_split
-
-    key = {"model": str(model_dir), "split": args.split, "limit": args.limit, "beams": args.beams,
-           "mtime": (model_dir / "config.json").stat().st_mtime}
-    if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
-        saved = json.loads(cache.read_text())
-        return np.array(saved["ranks"]), saved["seconds"]
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    started = time.perf_counter()
-    ranks = target_ranks_on_split(model, tokenizer, SidTable.load(run / "sids"), run / "data", args.split,
-                                  args.limit, beams=args.beams, topk=max(KS), max_history=max_history)
-    seconds = round(time.perf_counter() - started, 1)
-    write_json(cache, {"key": key, "ranks": [int(r) for r in ranks], "seconds": seconds})
-    return ranks, seconds
-
-
-def _popularity_ranks(data, targets):
-    from sidrec.eval.metrics import target_ranks
-
-    pop = data.train_popularity
-    order = sorted(range(len(data.item_ids)), key=lambda i: (-pop.get(data.item_ids[i], 0), i))
-    top = [data.item_ids[i] for i in order[: max(KS)]]
-    return target_ranks([top] * len(targets), targets)
-
-
-def _prediction_ranks(path: Path, samples):
-    """Ranks of the targets in a predictions JSONL (``sidrec.predictions`` format), aligned to ``samples``."""
-    from sidrec.eval.metrics import target_ranks
-    from sidrec.predictions import read_predictions
-
-    preds = {int(p.sample_id): p for _, p in read_predictions(path)}
-    by_id = {k: list(p.items) for k, p in preds.items()}
-    wrong = [int(s) for s, t in zip(samples["sample_id"][:], samples["target"][:])
-             if int(s) in preds and preds[int(s)].target != t]
-    if wrong:
-        raise SystemExit(f"{path}: {len(wrong)} predictions name another target (e.g. sample_id {wrong[0]}): "
-                         "made on other data")
-    missing = [int(s) for s in samples["sample_id"][:] if int(s) not in by_id]
-    if missing:
-        raise SystemExit(f"{path}: no prediction for {len(missing)} samples (e.g. sample_id {missing[0]}); "
-                         "was it made on this data and split?")
-    return target_ranks([by_id[int(s)] for s in samples["sample_id"][:]], samples["target"][:])
-
-
 def _environment() -> dict:
     from sidrec.benchmark import environment
 
@@ -131,17 +77,16 @@ def _environment() -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    import numpy as np
-
     from sidrec.align import AlignConfig, init_tiny_model, run_align
+    from sidrec.benchmark.scoring import decode_model, per_sample, popularity_predictions, without_mrr
     from sidrec.data import load_data
-    from sidrec.eval.metrics import per_sample_metrics, summarize
+    from sidrec.eval.stats import paired_pvalue
     from sidrec.train import grpo, sft
 
     run = Path(args.run)
     for part in ("data", "sids"):
         if not (run / part).is_dir():
-            raise SystemExit(f"{run / part} not found: see the commands in this script's docstring")
+            raise SystemExit(f"{run / part} not found: see the commands in scripts/bench_llm_industrial.py's docstring")
     data = load_data(run / "data")
     tiny = {k: _yaml_value(v) for k, v in _kv(args.tiny).items()}
     started = time.perf_counter()
@@ -183,15 +128,18 @@ def main(args: argparse.Namespace) -> dict:
     samples = data.split(args.split)
     if args.limit is not None:
         samples = samples.select(range(min(args.limit, len(samples))))
-    per_sample, seconds = {}, {}
+    # Every row is a predictions file (sidrec decode / sidrec baseline, skipped when up to date) read by the evaluator.
+    per_model, seconds, predictions = {}, {}, run / "predictions"
     for name, path in models.items():
-        ranks, seconds[name] = _score(path, run, args, max_history, run / f"ranks_{name}_{args.split}.json")
-        per_sample[name] = per_sample_metrics(ranks, KS)
-    per_sample["popularity"] = per_sample_metrics(_popularity_ranks(data, samples["target"][:]), KS)
+        made, decode_seconds = decode_model(path, run, args.split, predictions / f"{name}_{args.split}.jsonl",
+                                           beams=args.beams, topk=max(KS), limit=args.limit, max_history=max_history)
+        seconds[name] = round(decode_seconds, 1) if decode_seconds is not None else None
+        per_model[name] = per_sample(made, data, args.split, KS, args.limit)
+    popularity = popularity_predictions(run / "data", args.split, predictions / f"popularity_{args.split}.jsonl")
+    per_model["popularity"] = per_sample(popularity, data, args.split, KS, args.limit)
     for name, path in _kv(args.baseline).items():
-        per_sample[name] = per_sample_metrics(_prediction_ranks(Path(path), samples), KS)
-    metrics = {name: {k: v for k, v in summarize(m).items() if not k.startswith("MRR")}
-               for name, m in per_sample.items()}
+        per_model[name] = per_sample(path, data, args.split, KS, args.limit)
+    metrics = {name: without_mrr(m) for name, m in per_model.items()}
 
     report = {
         "benchmark": "llm_industrial", **_environment(),
@@ -212,12 +160,10 @@ def main(args: argparse.Namespace) -> dict:
         "sft_config": Path(args.sft_config).read_text(), "sft_overrides": args.sft_set,
         "grpo_config": None if args.no_grpo else Path(args.grpo_config).read_text(), "grpo_overrides": args.grpo_set,
     }
-    if "sft+grpo" in per_sample:
-        from scipy.stats import wilcoxon
-
-        diff = per_sample["sft+grpo"]["NDCG@10"] - per_sample["sft"]["NDCG@10"]
-        report["grpo_vs_sft"] = {"delta_ndcg@10": float(diff.mean()),
-                                 "wilcoxon_p": float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0}
+    if "sft+grpo" in per_model:
+        grpo_ndcg, sft_ndcg = per_model["sft+grpo"]["NDCG@10"], per_model["sft"]["NDCG@10"]
+        report["grpo_vs_sft"] = {"delta_ndcg@10": float((grpo_ndcg - sft_ndcg).mean()),
+                                 "wilcoxon_p": paired_pvalue(grpo_ndcg, sft_ndcg, "wilcoxon")}
     out = Path(args.out)
     from sidrec.benchmark import write_report
 

@@ -72,8 +72,6 @@ LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: S
           "rq_kmeans/sft": "generative: SFT, rq-kmeans SIDs", "dedup_level/sft": "generative: SFT, 4th SID level "
                                                                               "for collisions",
           "reassign/sft": "generative: SFT, colliding items reassigned"}
-SPLIT_PROTOCOLS = {"loo": "per-user leave-one-out", "time": "global time-based split (train / valid / test samples "
-                                                              "cut at two timestamps)"}
 SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
 
 log = logging.getLogger("bench_pipeline")
@@ -319,6 +317,7 @@ def _paired_vs_best_baseline(baselines: dict[str, list[Path]], data, split: str)
 
     from sidrec.eval.evaluator import aligned_ranks
     from sidrec.eval.metrics import per_sample_metrics
+    from sidrec.eval.stats import paired_delta
 
     per = {}
     for name, paths in baselines.items():
@@ -327,7 +326,7 @@ def _paired_vs_best_baseline(baselines: dict[str, list[Path]], data, split: str)
     if len(per) < 2:
         return {}
     best = max(per, key=lambda n: per[n]["HR@10"].mean())
-    return {"reference": best, "rows": {name: _paired(per[name], per[best]) for name in per if name != best}}
+    return {"reference": best, "rows": {name: paired_delta(per[name], per[best]) for name in per if name != best}}
 
 
 def _check_sids(root: Path) -> dict[str, Any]:
@@ -341,36 +340,20 @@ def _paired_vs_sft(generative: dict, data, split: str) -> dict[str, dict]:
     """Each generative model's change vs the full SFT model, per metric, with a paired t-test p-value."""
     from sidrec.eval.evaluator import aligned_ranks
     from sidrec.eval.metrics import per_sample_metrics
+    from sidrec.eval.stats import paired_delta
 
     if "full/sft" not in generative:
         return {}
     per = {key: per_sample_metrics(aligned_ranks(path, data, split)[0], KS) for key, (path, _) in generative.items()}
-    return {LABELS[key]: _paired(per[key], per["full/sft"]) for key in per if key != "full/sft"}
-
-
-def _paired(ours: dict, ref: dict) -> dict[str, dict[str, float]]:
-    """Mean change of per-sample HR@10 / NDCG@10 vs ``ref`` over the same samples, with a paired t-test p-value."""
-    from sidrec.eval.compare import paired_pvalue
-
-    return {m: {"delta": float(ours[m].mean() - ref[m].mean()), "p": paired_pvalue(ours[m], ref[m])}
-            for m in ("HR@10", "NDCG@10")}
-
-
-def _mean_report(reports: list[dict]) -> dict:
-    import numpy as np
-
-    overall = {k: float(np.mean([r["overall"][k] for r in reports])) for k in reports[0]["overall"]}
-    overall_std = {k: float(np.std([r["overall"][k] for r in reports], ddof=1)) if len(reports) > 1 else 0.0
-                   for k in reports[0]["overall"]}  # sample std over seeds
-    groups = {g: {k: float(np.mean([r["groups"][g][k] for r in reports])) for k in reports[0]["groups"][g]}
-              for g in GROUPS}
-    return {"overall": overall, "overall_std": overall_std, "groups": groups, "n_samples": reports[0]["n_samples"]}
+    return {LABELS[key]: paired_delta(per[key], per["full/sft"]) for key in per if key != "full/sft"}
 
 
 def report(args) -> dict:
     from sidrec.benchmark import environment, write_report
     from sidrec.data import load_data
     from sidrec.eval import evaluate
+    from sidrec.eval.protocol import check_ranking_protocol, ranking_protocol
+    from sidrec.eval.stats import mean_over_seeds
 
     main_cfg, main_root = variant_config(args, "full")
     split = main_cfg.evaluate.get("split", "test")
@@ -384,7 +367,7 @@ def report(args) -> dict:
     seeds = _seed_runs(args)
     for key, (path, root) in generative.items():
         runs = [(path, root)] + (seeds.get(key.split("/")[1], []) if key.startswith("full/") else [])
-        rows[LABELS[key]] = {**_mean_report([evaluate(p, data, split=split, ks=KS) for p, _ in runs]),
+        rows[LABELS[key]] = {**mean_over_seeds([evaluate(p, data, split=split, ks=KS) for p, _ in runs]),
                              "kind": "generative", "seeds": len(runs)}
         summary = root / "sft" / "sft_summary.json"
         sft = json.loads(summary.read_text()) if summary.is_file() else {}
@@ -410,12 +393,13 @@ def report(args) -> dict:
 
     for name in sorted(found, key=rank):
         folder, runs = found[name]
-        masked = {bool((r.get("config") or {}).get("exclude_history", False)) for _, _, r in runs}
-        if masked != {exclude_history}:
-            raise SystemExit(f"{folder}: {name} was ranked with exclude_history {sorted(masked)}, the generative "
-                             f"model with decode.exclude_history {exclude_history}; one table needs one protocol")
+        try:  # one table, one ranking protocol: the generative model's decode.exclude_history
+            check_ranking_protocol({name: [bool((r.get("config") or {}).get("exclude_history", False))
+                                           for _, _, r in runs]}, expected=exclude_history)
+        except ValueError as err:
+            raise SystemExit(f"{folder}: {err} (the generative model's decode.exclude_history)") from None
         reports = [evaluate(path, data, split=split, ks=KS) for _, path, _ in runs]
-        rows[name] = {**_mean_report(reports), "kind": "baseline", "seeds": len(runs)}
+        rows[name] = {**mean_over_seeds(reports), "kind": "baseline", "seeds": len(runs)}
         baselines[name] = {"folder": str(folder), "seeds": [s for s, _, _ in runs],
                            "valid_ndcg@10": [r["valid"].get("NDCG@10") for _, _, r in runs],
                            "train_seconds": [r.get("train_seconds") for _, _, r in runs],
@@ -439,8 +423,7 @@ def report(args) -> dict:
     for ref in ("sasrec_id", f"sasrec_{best_fusion.get('sasrec', ('',))[0]}", "bsarec_id"):
         if ref in rows:
             ratio[ref] = rows[head]["overall"]["HR@10"] / max(rows[ref]["overall"]["HR@10"], 1e-12)
-    protocol = ("full ranking over the items outside the user's training history (history masked, the "
-                "S3Rec / FMLP-Rec / BSARec protocol)" if exclude_history else "full ranking over all items")
+    protocol = ranking_protocol(exclude_history)
     out = {"benchmark": f"pipeline_{args.name or Path(args.config).stem}", **environment(), "protocol": protocol,
            "command": "python scripts/bench_pipeline.py " + shlex.join(sys.argv[1:]),
            "config": Path(args.config).read_text(), "overrides": args.set, "split": split, "ks": list(KS),
@@ -457,13 +440,14 @@ def report(args) -> dict:
 
 
 def markdown(r: dict) -> str:
+    from sidrec.eval.protocol import ALL_ITEMS, split_protocol
+
     d = r["data_stats"]
     cols = [f"HR@{k}" for k in r["ks"]] + [f"NDCG@{k}" for k in r["ks"]]
     lines = [f"# {r['benchmark']}: generative pipeline, ablations and baselines ({r['split']} split)", "",
              f"{r['date']}, {r['device']}, commit {r['commit']}, torch {r['torch']}. {d['n_users']} users, "
              f"{d['n_items']} items, {d['samples']['train']} training samples, {d['samples'][r['split']]} "
-             f"{r['split']} samples; {SPLIT_PROTOCOLS.get(d.get('split_protocol', 'loo'), d.get('split_protocol'))}, "
-             f"{r.get('protocol', 'full ranking over all items')}, scored by item id.", "",
+             f"{r['split']} samples; {split_protocol(d)}, {r.get('protocol', ALL_ITEMS)}, scored by item id.", "",
              f"    {r['command']}", "",
              "| model | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for name, row in r["rows"].items():

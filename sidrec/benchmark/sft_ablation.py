@@ -94,34 +94,6 @@ def _sft(align: Path, out: Path, args) -> tuple[Path, dict]:
     return final, sft.read_summary(out)
 
 
-def _score(model_dir: Path, run: Path, args, max_history) -> list[int]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sidrec.sid import SidTable
-    from sidrec.train.grpo import target_ranks_on_split
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ranks = target_ranks_on_split(model, tokenizer, SidTable.load(run / "sids"), run / "data", "valid", args.limit,
-                                  beams=args.beams, topk=10, max_history=max_history)
-    return [int(r) for r in ranks]
-
-
-def _popularity_ranks(run: Path, limit: int) -> list[int]:
-    """Ranks of the targets in the most-popular-items list (training counts, ties by item order)."""
-    from sidrec.data import load_data
-    from sidrec.eval.metrics import target_ranks
-
-    data = load_data(run / "data")
-    pop = data.train_popularity
-    order = sorted(range(len(data.item_ids)), key=lambda i: (-pop.get(data.item_ids[i], 0), i))
-    top = [data.item_ids[i] for i in order[:10]]
-    targets = data.split("valid")["target"][:limit]
-    return [int(r) for r in target_ranks([top] * len(targets), targets)]
-
-
 def _environment() -> dict:
     from sidrec.benchmark import environment
 
@@ -129,17 +101,16 @@ def _environment() -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    import numpy as np
-    from scipy.stats import wilcoxon
-
-    from sidrec.artifacts import write_json
-    from sidrec.eval.metrics import per_sample_metrics, summarize
+    from sidrec.benchmark.scoring import decode_model, per_sample, popularity_predictions, without_mrr
+    from sidrec.data import load_data
+    from sidrec.eval.stats import paired_pvalue
 
     run = Path(args.run)
     work = Path(args.work) if args.work else run / "bench_sft_ablation"
     max_history = json.loads((run / "align" / "stats.json").read_text()).get("max_history")
     ks = (5, 10)
-    results, per_sample = {}, {}
+    data = load_data(run / "data")
+    results, per_model = {}, {}
     if args.reference_sft and args.max_train_samples is not None:
         raise SystemExit("--reference-sft needs the run's own align options (drop --max-train-samples)")
     for name in args.variants:
@@ -154,45 +125,39 @@ def main(args: argparse.Namespace) -> dict:
 
             summary = summary | {k: read_summary(args.reference_sft)[k] for k in ("train_seconds",
                                                                                    "tokens_per_second")}
-        scores_file = work / name / "valid_ranks.json"
-        scored = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
-        if scored.get("model") != str(final) or scored.get("limit") != args.limit or scored.get("beams") != args.beams:
-            t0 = time.perf_counter()
-            scored = {"model": str(final), "limit": args.limit, "beams": args.beams,
-                      "ranks": _score(final, run, args, max_history),
-                      "seconds": round(time.perf_counter() - t0, 1)}
-            write_json(scores_file, scored)
-        ranks = np.array(scored["ranks"])
-        per_sample[name] = per_sample_metrics(ranks, ks)
+        # The variant's predictions file (sidrec decode: skipped when up to date), scored by the evaluator.
+        predictions, score_seconds = decode_model(final, run, "valid", work / name / "valid.jsonl", beams=args.beams,
+                                                  topk=10, limit=args.limit, max_history=max_history)
+        per_model[name] = per_sample(predictions, data, "valid", ks, args.limit)
         results[name] = {
             "sa_init": VARIANTS[name][0], "ts_align": VARIANTS[name][1],
-            "metrics": {k: v for k, v in summarize(per_sample[name]).items() if not k.startswith("MRR")},
+            "metrics": without_mrr(per_model[name]),
             "train_examples": align_stats["dataset"]["train"]["n"],
             "train_per_task": align_stats["dataset"]["train"]["per_task"],
             "sa_init_tokens": align_stats["sa_init"]["initialised"],
             "sft_steps": summary["global_step"], "sft_seconds": summary["train_seconds"],
             "tokens_per_second": summary["tokens_per_second"], "loss_last": summary["loss_last"],
-            "score_seconds": scored["seconds"],
+            "score_seconds": round(score_seconds, 1) if score_seconds is not None else None,
         }
         print(f"{name}: HR@10 {results[name]['metrics']['HR@10']:.4f} NDCG@10 "
               f"{results[name]['metrics']['NDCG@10']:.4f} ({(time.perf_counter() - started) / 60:.1f} min)",
               flush=True)
-    pop = per_sample_metrics(np.array(_popularity_ranks(run, args.limit)), ks)
-    if REFERENCE in per_sample:
+    pop = per_sample(popularity_predictions(run / "data", "valid", work / "popularity_valid.jsonl"), data, "valid",
+                     ks, args.limit)
+    if REFERENCE in per_model:
         for name in results:
             if name != REFERENCE:
-                diff = per_sample[REFERENCE]["NDCG@10"] - per_sample[name]["NDCG@10"]
-                results[name]["wilcoxon_p_ndcg@10_vs_reference"] = (
-                    float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0)
+                results[name]["wilcoxon_p_ndcg@10_vs_reference"] = paired_pvalue(
+                    per_model[REFERENCE]["NDCG@10"], per_model[name]["NDCG@10"], "wilcoxon")
 
     # SA-Init's own effect, within each TS-Align setting (paired on the same samples).
     sa_init_effect = {}
     for ts_name, sa, rnd in (("with TS-Align", "sa_init+ts_align", "random_init+ts_align"),
                              ("without TS-Align", "sa_init", "random_init")):
-        if sa in per_sample and rnd in per_sample:
-            diff = per_sample[sa]["NDCG@10"] - per_sample[rnd]["NDCG@10"]
-            sa_init_effect[ts_name] = {"delta_ndcg@10": float(diff.mean()),
-                                       "wilcoxon_p": float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0}
+        if sa in per_model and rnd in per_model:
+            sa_ndcg, rnd_ndcg = per_model[sa]["NDCG@10"], per_model[rnd]["NDCG@10"]
+            sa_init_effect[ts_name] = {"delta_ndcg@10": float((sa_ndcg - rnd_ndcg).mean()),
+                                       "wilcoxon_p": paired_pvalue(sa_ndcg, rnd_ndcg, "wilcoxon")}
 
     report = {
         "benchmark": "sft_ablation", **_environment(),
@@ -201,7 +166,7 @@ def main(args: argparse.Namespace) -> dict:
         "max_history": max_history, "align_config": (run / "align" / "config.yaml").read_text(),
         "max_train_samples": args.max_train_samples, "sft_config": Path(args.sft_config).read_text(),
         "sft_overrides": args.set, "reference": REFERENCE, "reference_sft": args.reference_sft,
-        "popularity": {k: v for k, v in summarize(pop).items() if not k.startswith("MRR")},
+        "popularity": without_mrr(pop),
         "variants": results, "sa_init_effect": sa_init_effect,
     }
     out = Path(args.out)

@@ -62,12 +62,18 @@ def head_users(data: CanonicalData, frac: float) -> set[str]:
 
 
 def aligned_ranks(predictions_path: str | Path, data: CanonicalData, split: str = "test",
-                  allow_missing: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+                  allow_missing: bool = False, limit: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Rank of the target for every sample of ``split``, in split order (0 = miss or no prediction).
 
-    Validates each prediction against the split and the item table; errors name the file and line.
+    ``limit``: score only the first ``limit`` samples of the split (a smoke run's or a benchmark's subset); the
+    file's predictions for later samples of the split are then ignored. Validates each prediction against the
+    split and the item table; errors name the file and line.
     """
     samples = data.split(split)
+    later: set[int] = set()
+    if limit is not None and limit < len(samples):
+        later = {int(s) for s in samples["sample_id"][limit:]}
+        samples = samples.select(range(limit))
     row_of = {int(s): r for r, s in enumerate(samples["sample_id"])}
     targets = samples["target"]
     known_items = data.item_index
@@ -75,6 +81,8 @@ def aligned_ranks(predictions_path: str | Path, data: CanonicalData, split: str 
     seen: dict[int, int] = {}
     for line, pred in read_predictions(predictions_path):
         row = row_of.get(pred.sample_id)
+        if row is None and pred.sample_id in later:
+            continue
         if row is None:
             raise InputError(f"sample_id {pred.sample_id} is not in the {split} split of {data.root}",
                              predictions_path, line)
@@ -103,12 +111,14 @@ def aligned_ranks(predictions_path: str | Path, data: CanonicalData, split: str 
 
 def evaluate(predictions: str | Path, data: str | Path | CanonicalData, split: str = "test",
              ks: Sequence[int] = DEFAULT_KS, head_item_frac: float = 0.2, head_user_frac: float = 0.2,
-             allow_missing: bool = False) -> dict[str, Any]:
-    """Score a predictions file. Returns ``{"overall": {...}, "groups": {...}, "n_samples": N, ...}``."""
+             allow_missing: bool = False, limit: int | None = None) -> dict[str, Any]:
+    """Score a predictions file (on the first ``limit`` samples of the split when given). Returns
+    ``{"overall": {...}, "groups": {...}, "n_samples": N, ...}``."""
     data = data if isinstance(data, CanonicalData) else load_data(data)
-    ranks, info = aligned_ranks(predictions, data, split, allow_missing)
+    ranks, info = aligned_ranks(predictions, data, split, allow_missing, limit)
     per_sample = per_sample_metrics(ranks, ks)
     samples = data.split(split)
+    samples = samples.select(range(len(ranks))) if len(ranks) < len(samples) else samples
     head_i, head_u = head_items(data, head_item_frac), head_users(data, head_user_frac)
     is_head_item = np.array([t in head_i for t in samples["target"]], dtype=bool)
     is_head_user = np.array([u in head_u for u in samples["user_id"]], dtype=bool)

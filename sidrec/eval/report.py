@@ -14,8 +14,12 @@ from sidrec.artifacts import atomic_path, write_json, write_text
 from sidrec.data.store import CanonicalData, load_data
 from sidrec.eval.compare import compare, plot_bars, to_markdown
 from sidrec.eval.evaluator import evaluate
-from sidrec.eval.protocol import (check_ranking_protocol, predictions_exclude_history, ranking_protocol,
-                                   split_protocol)
+from sidrec.eval.protocol import (
+    check_ranking_protocol,
+    predictions_exclude_history,
+    ranking_protocol,
+    split_protocol,
+)
 
 GROUP_METRICS = ("HR@10", "NDCG@10")
 
