@@ -121,6 +121,9 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
     assert json.loads((run / "summary.json").read_text())["epochs_run"] == 1
     rows = json.loads((tmp_path / "res.json").read_text())
     assert {"popularity", "random", "sasrec"} <= {r["model"] for r in rows["rows"]}
+    page = (tmp_path / "res.md").read_text()  # the ranking its runs used, from their options
+    assert page.startswith("# Discriminative baselines on Industrial_and_Scientific (test split, full ranking over "
+                           "all items)")
     stamp = (run / "summary.json").stat().st_mtime_ns
     bench.main(bench.make_parser().parse_args(argv))
     assert (run / "summary.json").stat().st_mtime_ns == stamp  # cached: not trained again

@@ -209,9 +209,11 @@ def fmt(stat: dict, digits: int = 4) -> str:
     return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] else "")
 
 
-def to_markdown(rows: list[dict], env: dict, configs: dict, notes: str | None) -> str:
+def to_markdown(rows: list[dict], env: dict, configs: dict, notes: str | None,
+                protocol: str = "full ranking over all items") -> str:
+    """The results page; ``protocol``: the ranking the runs used (:func:`sidrec.eval.protocol.describe_ranking`)."""
     name = lambda r: r["model"] if r["fusion"] is None else f"{r['model']} / {r['fusion']}"  # noqa: E731
-    lines = [f"# Discriminative baselines on {env['title']} (test split, full ranking over all items)", "",
+    lines = [f"# Discriminative baselines on {env['title']} (test split, {protocol})", "",
              f"- device: {env['device']}; torch {env['torch']}; commit {env['commit']}; {env['date']}",
              f"- command: `{env['command']}`",
              "- metrics: `sidrec.eval.evaluate` on each run's top-50 list; mean ± sample std over the seeds listed; "
@@ -277,7 +279,11 @@ def write_results(args, done: dict, pending: list) -> dict:
         notes_path = Path(args.notes) if args.notes else Path(f"{args.results}_notes.md")
         notes = notes_path.read_text() if notes_path.is_file() else None
         write_json(f"{args.results}.json", result)
-        write_text(f"{args.results}.md", to_markdown(rows, result["env"], configs, notes))
+        from sidrec.eval.protocol import describe_ranking
+
+        protocol = describe_ranking({r.get("tag", r["model"]): bool((r.get("config") or {}).get("exclude_history", False))
+                                     for r in done.values()})
+        write_text(f"{args.results}.md", to_markdown(rows, result["env"], configs, notes, protocol))
     return result
 
 

@@ -48,6 +48,15 @@ def check_ranking_protocol(exclude_history: Mapping[str, bool | Iterable[bool]],
     return bool(expected)
 
 
+def describe_ranking(exclude_history: Mapping[str, bool | Iterable[bool]]) -> str:
+    """:func:`ranking_protocol` of the one setting shared by every model in ``exclude_history`` (``{model: flag or
+    flags}``), or a bold warning naming the models that differ (a page is still written, but says so)."""
+    try:
+        return ranking_protocol(check_ranking_protocol(exclude_history))
+    except ValueError as err:
+        return f"**mixed ranking protocols, these rows are not comparable**: {err}"
+
+
 def predictions_exclude_history(path: str | Path, run_dir: str | Path | None = None) -> bool | None:
     """The ``exclude_history`` a predictions file was made with: from ``sidrec decode``'s sidecar
     (``<file>.config.json``) or a baseline's ``RUN/baselines/<stem>/summary.json``; None when neither records it."""

@@ -14,12 +14,7 @@ from sidrec.artifacts import atomic_path, write_json, write_text
 from sidrec.data.store import CanonicalData, load_data
 from sidrec.eval.compare import compare, plot_bars, to_markdown
 from sidrec.eval.evaluator import evaluate
-from sidrec.eval.protocol import (
-    check_ranking_protocol,
-    predictions_exclude_history,
-    ranking_protocol,
-    split_protocol,
-)
+from sidrec.eval.protocol import describe_ranking, predictions_exclude_history, split_protocol
 
 GROUP_METRICS = ("HR@10", "NDCG@10")
 
@@ -175,11 +170,7 @@ def ranking_text(pred_files: Sequence[Path], run_dir: Path) -> str:
     """The ranking protocol the predictions were made under (their decode sidecars / baseline summaries), in words;
     a bold warning naming the models when they differ. Files that record nothing count as ranked over all items
     (the default of ``sidrec decode`` and ``sidrec baseline``)."""
-    flags = {p.stem: predictions_exclude_history(p, run_dir) for p in pred_files}
-    try:
-        return ranking_protocol(check_ranking_protocol({n: bool(f) for n, f in flags.items()}))
-    except ValueError as err:
-        return f"**mixed ranking protocols, these rows are not comparable**: {err}"
+    return describe_ranking({p.stem: bool(predictions_exclude_history(p, run_dir)) for p in pred_files})
 
 
 def reproducibility(run_dir: str | Path) -> str:
