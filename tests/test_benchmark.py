@@ -148,6 +148,43 @@ def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_ru
     with pytest.raises(SystemExit, match="is not a folder"):
         pipeline._collect_baselines([str(tmp_path / "missing")])
 
+    # bench_pipeline's report over that folder: one ranking protocol or none (the generative model masks history
+    # here, the baselines did not), seed means and paired tests from sidrec.eval, the protocol named on the page.
+    import shutil
+
+    import numpy as np
+    import yaml
+
+    run = tmp_path / "run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "data").symlink_to(synthetic_data, target_is_directory=True)
+    shutil.copyfile(preds / "popularity_s3.jsonl", run / "predictions" / "grpo.jsonl")
+    shutil.copyfile(preds / "random_s3.jsonl", run / "predictions" / "sft.jsonl")
+    items = load_data(synthetic_data).item_ids
+    (run / "sids").mkdir()
+    (run / "sids" / "sids.json").write_text(json.dumps({item: [i // 8, i % 8] for i, item in enumerate(items)}))
+    (run / "align").mkdir()
+    (run / "align" / "stats.json").write_text(json.dumps({"sa_init": True, "dataset": {"train": {"per_task": {}}}}))
+    config = tmp_path / "pipe.yaml"
+    config.write_text(yaml.safe_dump({"run_dir": str(run), "data": {"source": "synthetic"},
+                                      "decode": {"exclude_history": True}}))
+    report_argv = ["--config", str(config), "--report-only", "--baselines-work", work, "--out",
+                   str(tmp_path / "pages")]
+    with pytest.raises(SystemExit, match=r"sasrec_id was ranked with exclude_history \[False\], not True"):
+        pipeline.main(report_argv)
+    config.write_text(yaml.safe_dump({"run_dir": str(run), "data": {"source": "synthetic"}}))
+    pipeline.main(report_argv)
+    page = json.loads((tmp_path / "pages" / "pipeline_pipe.json").read_text())
+    assert page["protocol"] == "full ranking over all items" and page["rows"]["sasrec_id"]["seeds"] == 1
+    assert page["rows"]["generative: SFT+GRPO (full)"]["overall"]["HR@10"] == page["rows"]["popularity"][
+        "overall"]["HR@10"]
+    paired = page["paired_vs_full_sft"]["generative: SFT+GRPO (full)"]["HR@10"]
+    assert paired["delta"] > 0 and paired["p"] < 0.05  # popularity's list against random's, on the same samples
+    assert np.isclose(paired["delta"], page["rows"]["popularity"]["overall"]["HR@10"]
+                      - page["rows"]["random"]["overall"]["HR@10"])
+    text = (tmp_path / "pages" / "pipeline_pipe.md").read_text()
+    assert "samples; per-user leave-one-out, full ranking over all items, scored by item id." in text
+
     # A bad --set fails before any run starts (the popularity floor is planned first and must not run).
     from sidrec.errors import ConfigError
 
