@@ -184,7 +184,8 @@ def main(args: argparse.Namespace) -> dict:
 
     # "+dirty" only for changes to what this benchmark runs (others may be editing unrelated files).
     code = ("sidrec/sid.py", "sidrec/decode/__init__.py", "sidrec/decode/torch_backend.py", "sidrec/decode/tiny.py",
-            "sidrec/decode/hf_backend.py", "sidrec/decode/vllm_backend.py", "scripts/bench_decode.py")
+            "sidrec/decode/hf_backend.py", "sidrec/decode/vllm_backend.py", "scripts/bench_decode.py",
+            "sidrec/benchmark/decode.py")
     report = {"benchmark": "decode", **environment(str(device), dirty_paths=code),
               "config": {**vars(args), "dtype": str(dtype), "model_params": sum(p.numel() for p in model.parameters()),
                          "prompt_tokens_mean": float(np.mean(prompt_lengths)), "n_items": len(table.item_ids)},

@@ -26,12 +26,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sidrec.benchmark import (
-    ROOT,  # noqa: E402
-    cpu_name,
-    git_commit,
-    write_report,
-)
+from sidrec.benchmark import ROOT, cpu_name, git_commit, write_report
 
 STAGES = ("prepare", "semantics", "quantize", "rq-kmeans")
 

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     new = work_rows(Path(args.new), args.models, args.fusions, ks)
     pairs = [{"model": m, "fusion": f, "old": old.get((m, f)), "new": new.get((m, f))}
              for m in args.models for f in args.fusions if (m, f) in old or (m, f) in new]
-    env = environment("cpu", dirty_paths=("sidrec/baselines", "sidrec/semantics", "scripts", "configs/baselines"))
+    env = environment("cpu", dirty_paths=("sidrec/baselines", "sidrec/semantics", "scripts", "sidrec/benchmark",
+                                                 "configs/baselines"))
     env["command"] = "python " + shlex.join(sys.argv if argv is None else ["scripts/bench_remeasure.py", *argv])
     section = {"key": args.key, "title": args.title, "old": " ".join(args.old), "new": args.new,
                "old_label": args.old_label, "new_label": args.new_label, "ks": list(ks), "env": env, "rows": pairs,

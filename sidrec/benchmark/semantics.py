@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from sidrec.benchmark import ROOT  # noqa: E402
+from sidrec.benchmark import ROOT
 
 FACET_ACC_MIN, VALUE_F1_MIN = 0.75, 0.5
 

@@ -16,11 +16,10 @@ import datetime as dt
 import inspect
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
-from sidrec.benchmark import ROOT  # noqa: E402
+from sidrec.benchmark import ROOT
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -38,11 +37,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _commit() -> str:
-    def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    """HEAD, ``+dirty`` when the extractor or this benchmark differ from it."""
+    from sidrec.benchmark import git_commit
 
-    dirty = git("status", "--porcelain", "--", "sidrec/semantics", "scripts/bench_sensory_dev.py")
-    return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    return git_commit(("sidrec/semantics", "sidrec/benchmark/sensory_dev.py", "scripts/bench_sensory_dev.py"))
 
 
 def evaluate(units, min_score: float, max_values: int) -> dict:

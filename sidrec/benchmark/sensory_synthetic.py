@@ -18,10 +18,9 @@ import argparse
 import datetime as dt
 import json
 import platform
-import subprocess
 from pathlib import Path
 
-from sidrec.benchmark import ROOT  # noqa: E402
+from sidrec.benchmark import ROOT
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -57,9 +56,10 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
+    from sidrec.benchmark import git_commit
+
     runs = [run_seed(s, args) for s in args.seeds]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_commit(None)
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit,
               "device": f"CPU ({platform.machine()}), 1 thread", "config": vars(args), "runs": runs}
     lines = ["# Sensory extraction on synthetic text: the old circular check and a non-circular one", "",

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sidrec.benchmark import ROOT  # noqa: E402
+from sidrec.benchmark import ROOT
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -249,7 +249,7 @@ def main(args: argparse.Namespace) -> dict:
               else f"CPU ({cpu_name()}, {os.cpu_count()} cores; server: {health['torch_threads']} torch threads)")
     report = {"benchmark": "serve", **environment(dirty_paths=("sidrec/serve", "sidrec/decode/__init__.py",
                                                              "sidrec/decode/torch_backend.py",
-                                                             "scripts/bench_serve.py")),
+                                                             "scripts/bench_serve.py", "sidrec/benchmark/serve.py")),
               "device": device, "load_average_before": [round(x, 2) for x in load_before],
               "config": {**{k: v for k, v in vars(args).items()}, "catalogue_items": len(sid_strings),
                          "server": {k: health[k] for k in ("model", "model_dir", "backend", "device", "beams",
