@@ -1,8 +1,9 @@
 """Benchmark: does GRPO after SFT improve ranking? SFT checkpoint vs SFT+GRPO on the same split, same decoder.
 
 For each seed: SFT (``configs/sft/*.yaml``, that seed) unless ``--sft-model`` gives a finished one, then GRPO from
-it (``configs/grpo/*.yaml``, that seed); both models are scored by the same constrained beam search (torch backend)
-on every sample of ``--split``: HR/NDCG@K for K in ``--ks``, the per-seed difference, and a paired Wilcoxon test
+it (``configs/grpo/*.yaml``, that seed); both models write predictions files by the same constrained beam search
+(``sidrec decode``, torch backend; not decoded again when up to date), scored by the one evaluator on every sample
+of ``--split`` (or the first ``--limit``) next to the popularity baseline's (``sidrec baseline``): HR/NDCG@K for K in ``--ks``, the per-seed difference, and a paired Wilcoxon test
 on per-sample NDCG@10. Results (JSON + markdown with device, commit, command and configs) go to
 ``benchmarks/results/grpo_<name>.{json,md}``.
 

@@ -3,13 +3,14 @@
 One harness, one test split, one decoder: a small local Qwen2 (``sidrec model init-tiny``, options from
 ``--tiny``) gets the run's SID tokens with SA-Init and the TS-Align data (``sidrec align``), is fine-tuned with
 ``configs/sft/industrial_cpu.yaml`` and then trained with GRPO (``configs/grpo/industrial_cpu.yaml``); both models
-rank the test samples by constrained beam search and are scored with HR/NDCG@3/5/10 next to the popularity
-baseline on the same samples (and any extra predictions given with ``--baseline NAME=predictions.jsonl``, scored
-by the one evaluator). Training time and tokens/s are reported. Results (JSON + markdown with device, commit,
+write their predictions on the test samples by constrained beam search (``sidrec decode``, RUN/predictions/), and
+every predictions file -- theirs, the popularity baseline's (``sidrec baseline``) and any extra given with
+``--baseline NAME=predictions.jsonl`` -- is scored by the one evaluator with HR/NDCG@3/5/10 on the same samples.
+Training time and tokens/s are reported. Results (JSON + markdown with device, commit,
 command and configs) go to ``benchmarks/results/llm_<name>.{json,md}``.
 
-Every step is resumable (finished stages are skipped, interrupted trainers resume from their checkpoints, scores
-are cached), so the script can be re-run under a time limit until it ends.
+Every step is resumable (finished stages are skipped, interrupted trainers resume from their checkpoints, a
+predictions file made with the same options and inputs is not decoded again), so the script can be re-run under a time limit until it ends.
 
 How to run it: ``scripts/bench_llm_industrial.py`` (its docstring has the commands).
 """

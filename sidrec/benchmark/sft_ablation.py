@@ -2,8 +2,8 @@
 
 For each variant the align stage is redone from the run's own align options (same base model, SIDs, history
 window, main-task samples) with ``sa_init`` / ``ts_align`` switched, then SFT runs with one trainer config for every
-variant, and each model is scored by the same constrained beam search on the first ``--limit`` validation samples,
-next to the popularity baseline on the same samples. Paired Wilcoxon tests on per-sample NDCG@10 against the full
+variant, and each model writes a predictions file by the same constrained beam search (``sidrec decode``), scored by the
+one evaluator on the first ``--limit`` validation samples next to the popularity baseline's (``sidrec baseline``). Paired Wilcoxon tests on per-sample NDCG@10 against the full
 recipe (SA-Init + TS-Align). Results (JSON + markdown with device, commit, command, configs) go to
 ``benchmarks/results/sft_ablation_<name>.{json,md}``.
 
