@@ -164,7 +164,7 @@ def score_units(predicted: Mapping[str, Mapping[str, Sequence[str]]], gold: Mapp
         g, p = _clean(gold_pairs), _clean(predicted.get(unit, {}))
         g_facets = {f for f, vs in gold_pairs.items() if vs}
         p_facets = {f for f, vs in predicted.get(unit, {}).items() if vs}
-        for facet in g_facets | p_facets:
+        for facet in sorted(g_facets | p_facets):  # sorted: error examples in the same order in every process
             fc, vc = facet_counts[facet], value_counts[facet]
             fc[0] += facet in g_facets and facet in p_facets
             fc[1] += facet in p_facets
