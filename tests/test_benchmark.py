@@ -233,6 +233,14 @@ def test_bench_remeasure_puts_old_and_new_rows_beside_each_other_and_keeps_the_p
     assert text.startswith("# page\n\nold table\n") and text.count("## Re-measured") == 1
     assert "| sasrec / llmesr | new | 2 | 0.0650 ± 0.0071 | 0.1300 ± 0.0141 |" in text and "+0.0200" in text
     assert "| sasrec / asegr | new (no old row) | 1 |" in text and "llmesr_neighbors=10" in text
+    assert "; full ranking over all items;" in text  # the runs' own protocol (no exclude_history in their configs)
+    record(new, "sasrec", "asegr", 1, 0.09)
+    masked = json.loads((new / "metrics" / "sasrec_asegr_s1.json").read_text())
+    masked["config"]["exclude_history"] = True
+    (new / "metrics" / "sasrec_asegr_s1.json").write_text(json.dumps(masked))
+    remeasure.main(argv)
+    text = (tmp_path / "page.md").read_text()
+    assert "mixed ranking protocols" in text and "sasrec_asegr (new)" in text and "full ranking over all" not in text
 
 
 def test_benchmarks_score_predictions_files_through_the_evaluator(synthetic_data, tmp_path):

@@ -51,6 +51,8 @@ def work_rows(folder: Path, models: list[str], fusions: list[str], ks: tuple[int
         config = next(r["config"] for r in records if (r["model"], r["fusion"]) == (model, fusion))
         row["options"] = {k: v for k, v in config.items()
                           if k == "semantics" or (fusion == "llmesr" and k.startswith("llmesr_"))}
+        row["exclude_history"] = sorted({bool(r["config"].get("exclude_history", False)) for r in records
+                                         if (r["model"], r["fusion"]) == (model, fusion)})
         row["folder"] = str(folder)
     return rows
 
@@ -74,6 +76,16 @@ def _cell(row: dict | None, path: tuple[str, ...]) -> str:
     return f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat.get("std") else "")
 
 
+def _ranking(section: dict) -> str:
+    """The ranking protocol the section's rows were made under (from their runs' configs), a warning when they
+    differ, or "ranking protocol not recorded" for rows taken from a page."""
+    from sidrec.eval.protocol import describe_ranking
+
+    flags = {f"{p['model']}_{p['fusion']} ({label})": p[label]["exclude_history"] for p in section["rows"]
+             for label in ("old", "new") if p[label] and "exclude_history" in p[label]}
+    return describe_ranking(flags) if flags else "ranking protocol not recorded"
+
+
 def markdown(section: dict) -> str:
     ks = section["ks"]
     cols = [("overall", f"{m}@{k}") for m in ("HR", "NDCG") for k in ks] + [("groups", g, "HR@10") for g in GROUPS]
@@ -81,7 +93,7 @@ def markdown(section: dict) -> str:
     lines = [f"<!-- remeasured:{section['key']} -->", f"## {section['title']}", "",
              f"Old: {section['old_label']} (`{section['old']}`). New: {section['new_label']} (`{section['new']}`), "
              f"commit {section['env']['commit']}, {section['env']['device']}, {section['env']['date']}. "
-             "Mean ± sample std over the seeds listed; full ranking over all items; tail users / items = all but "
+             f"Mean ± sample std over the seeds listed; {_ranking(section)}; tail users / items = all but "
              "the 20% longest-history users / most popular items.", "",
              f"    {section['env']['command']}", "",
              "| model / fusion | rows | seeds | " + " | ".join(head) + " | ΔHR@10 | ΔNDCG@10 |",
