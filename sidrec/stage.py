@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,7 @@ def file_digest(path: str | Path) -> str:
 
 
 # ---- the runner ------------------------------------------------------------------------------------------------
-class Stage(Generic[C]):
+class Stage(ABC, Generic[C]):
     """What a stage declares; :func:`run_stage` runs it.
 
     Subclasses set ``name`` and implement :meth:`run`; they override :meth:`inputs` when they read other stages'
@@ -198,6 +199,7 @@ class Stage(Generic[C]):
         fingerprint."""
         return {}
 
+    @abstractmethod
     def run(self, cfg: C, out: Path) -> bool | None:
         """Write the outputs into ``out`` (a temporary folder unless ``in_place``); return False when the work is
         not complete (an in-place stage asked for some parts only), so no done marker is written."""
