@@ -294,3 +294,21 @@ def test_cli_quantize_and_inspect(synthetic_data, tmp_path):
     assert "candle" in r.output.lower()
     r = runner.invoke(main, ["sids", "inspect", str(out), "--prefix", "<b_1>"])
     assert isinstance(r.exception, InputError) and "should be level 'a'" in str(r.exception)
+
+
+def test_item_level_gives_every_item_its_own_last_token_and_refuses_cold_start(catalogue, tmp_path):
+    """``collision: item_level``: the quantizer's codes stay as the prefix, the last code is the item's own index
+    (one token per item), and a new item is an error (it would need a new token), naming the folder's model."""
+    from sidrec.errors import InputError
+
+    semantics, ids, x = catalogue
+    out = quantize(semantics, tmp_path / "sids", levels=2, collision="item_level")
+    plain = quantize(semantics, tmp_path / "plain", levels=2, collision="extra_level")
+    table, full = SidTable.load(out), json.loads((out / "sids.json").read_text())
+    assert table.codebook_sizes == [8, 8, 120]
+    assert sorted(sid[-1] for sid in full.values()) == list(range(120))
+    first = json.loads((plain / "sids.json").read_text())
+    assert all(full[i][:2] == first[i][:2] for i in ids)  # same quantizer, same semantic prefix
+    assert json.loads((out / "stats.json").read_text())["collision_resolution"]["strategy"] == "item_level"
+    with pytest.raises(InputError, match="one token per item"):
+        assign_sids(out, x[:3])

@@ -1,6 +1,6 @@
 """Make every item's SID unique.
 
-Two strategies (``--collision``):
+Three strategies (``--collision``):
 
 - ``extra_level`` (TIGER): append one more level; items sharing a SID get 0, 1, 2, ... in order of how well the
   SID reconstructs them (unique items get 0). The extra level's size is the largest group.
@@ -8,6 +8,11 @@ Two strategies (``--collision``):
   free SID with the smallest quantization error that differs only in the last two levels (the nearest free
   last-level code first, since changing only the last code costs least). No extra level, but a moved item's last
   codes are less faithful; how many moved and their extra error are reported.
+- ``item_level``: append a level that names every item: its code is the item's own index, so the level's size is
+  the number of items. The earlier levels stay the quantizer's (semantic prefixes, shared by similar items); the last
+  token is one item's alone, so a generative model learns an input and an output embedding per item, as an ID-based
+  sequential recommender does, under the prefixes' hierarchy (a smaller ``--levels`` then keeps SIDs short). New items
+  need new tokens, so :func:`sidrec.quantize.assign_sids` cannot place them without retraining.
 """
 
 from __future__ import annotations
@@ -110,6 +115,13 @@ def extra_level(z: torch.Tensor, codebooks: list[torch.Tensor], codes: np.ndarra
     size = int(extra.max()) + 1
     return np.concatenate([codes, extra[:, None]], axis=1), {"strategy": "extra_level", "extra_level_size": size,
                                                              "items_with_nonzero_extra": int((extra > 0).sum())}
+
+
+def item_level(codes: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Append a level whose code is each row's index: every SID unique, one last-level token per item."""
+    n = len(codes)
+    return np.concatenate([codes, np.arange(n, dtype=np.int64)[:, None]], axis=1), {
+        "strategy": "item_level", "extra_level_size": n, "items_with_nonzero_extra": max(n - 1, 0)}
 
 
 def fill_extra_level(z: torch.Tensor, codebooks: list[torch.Tensor], codes: np.ndarray,

@@ -22,7 +22,7 @@ from sidrec.artifacts import to_plain, write_json
 from sidrec.config import opt
 from sidrec.errors import InputError
 from sidrec.quantize.analysis import sid_stats
-from sidrec.quantize.collisions import extra_level, fill_extra_level, group_sizes, reassign
+from sidrec.quantize.collisions import extra_level, fill_extra_level, group_sizes, item_level, reassign
 from sidrec.quantize.rqvae import RQVAE, ResidualKMeans, residual_quantize
 from sidrec.stage import Stage, run_stage
 
@@ -58,8 +58,9 @@ class QuantizeConfig:
     reseed_until: float = opt(0.8, "stop re-seeding after this fraction of the epochs")
     sinkhorn_last_level: bool = opt(False, "balanced (Sinkhorn-Knopp) assignment at the last level")
     sinkhorn_epsilon: float = opt(0.05, "Sinkhorn temperature (on standardised distances)")
-    collision: Literal["reassign", "extra_level"] = opt("reassign", "how to make SIDs unique: move to the "
-                                                                    "nearest free code, or add a level")
+    collision: Literal["reassign", "extra_level", "item_level"] = opt(
+        "reassign", "how to make SIDs unique: move to the nearest free code (reassign), add a level that tells "
+                    "colliding items apart (extra_level), or add a level with one code per item (item_level)")
     seed: int = opt(0, "random seed")
     device: str = opt("auto", "auto, cpu, cuda")
     progress: bool = opt(True, "show a progress bar")
@@ -192,8 +193,9 @@ class QuantizeStage(Stage[QuantizeConfig]):
             text_path = Path(cfg.semantics) / "text_emb.npy"
             text_emb = np.load(text_path) if text_path.is_file() else None
             before = sid_stats(codes, cfg.sizes, text_emb)
-            if cfg.collision == "extra_level":
-                final, report = extra_level(z, model.codebooks, codes)
+            if cfg.collision in ("extra_level", "item_level"):
+                final, report = extra_level(z, model.codebooks, codes) if cfg.collision == "extra_level" \
+                    else item_level(codes)
                 sizes = [*cfg.sizes, report["extra_level_size"]]
             else:
                 final, report = reassign(z, model.codebooks, codes)
@@ -256,6 +258,10 @@ def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[l
     adds them to ``sids.json`` (:func:`add_items_to_sids` does both).
     """
     model, blob = load_quantizer(sids_dir)
+    if blob["collision"] == "item_level":
+        raise InputError("these SIDs end in one token per item (collision: item_level): a new item needs a new "
+                         "token, so it cannot be given a SID without re-quantizing and retraining the model",
+                         Path(sids_dir) / MODEL_FILE)
     sids_path = Path(sids_dir) / "sids.json"
     existing = [tuple(int(c) for c in sid) for sid in json.loads(sids_path.read_text()).values()] \
         if sids_path.is_file() else []
