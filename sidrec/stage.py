@@ -13,8 +13,14 @@ A stage is a :class:`Stage`: a name, the input artifacts its options point at, t
    part by part writes in place instead, after its marker has been removed, so a kill never leaves it "done");
 4. the resolved config (``config.yaml``) and the done marker (``_stage.json``) are saved with the outputs.
 
-The marker (format 2) is the one resume record of sidrec; the pipeline's ``RUN/.pipeline/<stage>.json`` and the
-trainers' ``_stage.json`` are written by :func:`write_marker` too::
+A stage whose output is one file (``output_file``: ``sidrec decode``'s predictions) is written to a temporary
+sibling and renamed, and its marker sits beside it (``<file>.config.json``, :func:`file_marker`). A stage that works
+part by part records each finished part in a ledger (``_parts.json``, :func:`run_parts`), so a killed run resumes
+with the first unfinished part.
+
+The marker (format 2) is the one resume record of sidrec; the pipeline's ``RUN/.pipeline/<stage>.json``, the
+trainers' and the baselines' ``_stage.json``, decode's ``<file>.config.json`` and the entries of a part ledger are
+written by :func:`write_marker` / :func:`marker_fields` too::
 
     {"format": 2, "stage": "align", "fingerprint": "...", "digest": "...", "inputs": {"sids": "<digest>", ...},
      "outputs": {"sids.json": "<sha256>"}, "config": {options as resolved}}
@@ -36,12 +42,12 @@ import hashlib
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sidrec.artifacts import atomic_dir, config_hash, to_plain, write_json, write_yaml
+from sidrec.artifacts import atomic_dir, atomic_path, config_hash, to_plain, write_json, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +74,27 @@ class Marker:
         return self.fields.get("format") == MARKER_FORMAT
 
 
+MARKER_SUFFIX = ".config.json"  # a file-level stage's marker: ``<output file>.config.json``
+PARTS_FILE = "_parts.json"  # the part ledger of a stage that works part by part
+
+
+def file_marker(path: str | Path) -> Path:
+    """The marker of a stage whose output is the one file ``path`` (``predictions/sft.jsonl.config.json``)."""
+    path = Path(path)
+    return path.with_name(path.name + MARKER_SUFFIX)
+
+
 def read_marker(path: str | Path) -> Marker | None:
     """The marker at ``path``; None when there is none or it cannot be read (then nothing counts as done)."""
     try:
         found = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+    return parse_marker(found)
+
+
+def parse_marker(found: Any) -> Marker | None:
+    """A marker from its JSON object (a marker file's, or a part ledger's entry); None when it is not one."""
     if not isinstance(found, dict):
         return None
     stage = str(found.get("stage", ""))
@@ -90,6 +111,14 @@ def write_marker(path: str | Path, stage: str, fingerprint: str, *, inputs: Mapp
                  outputs: Mapping[str, str] | None = None, config: Any = None, **extra: Any) -> Marker:
     """Write a format-2 marker (atomically) and return it. ``outputs`` are content hashes of the files whose bytes
     join the digest; ``extra`` holds what else the writer records (the pipeline's ``seconds``, ``clean``)."""
+    fields = marker_fields(stage, fingerprint, inputs=inputs, outputs=outputs, config=config, **extra)
+    write_json(path, fields)
+    return parse_marker(fields)
+
+
+def marker_fields(stage: str, fingerprint: str, *, inputs: Mapping[str, Any] | None = None,
+                  outputs: Mapping[str, str] | None = None, config: Any = None, **extra: Any) -> dict[str, Any]:
+    """The JSON object of a format-2 marker (what :func:`write_marker` writes)."""
     digest = config_hash({"fingerprint": fingerprint, "outputs": dict(outputs)}) if outputs else fingerprint
     fields: dict[str, Any] = {"format": MARKER_FORMAT, "stage": stage, "fingerprint": fingerprint, "digest": digest}
     if inputs is not None:
@@ -98,9 +127,8 @@ def write_marker(path: str | Path, stage: str, fingerprint: str, *, inputs: Mapp
         fields["outputs"] = dict(outputs)
     if config is not None:
         fields["config"] = to_plain(config)
-    fields.update(extra)
-    write_json(path, fields)
-    return Marker(stage, fingerprint, digest, fields=fields)
+    fields.update(to_plain(extra))
+    return fields
 
 
 def clear_marker(folder: str | Path) -> None:
@@ -110,13 +138,16 @@ def clear_marker(folder: str | Path) -> None:
 
 
 def input_marker(path: str | Path | None) -> Marker | None:
-    """The marker of the stage folder that holds ``path``: the folder itself, or the folder of a file in it or of
-    a model subfolder in it (``RUN/sids/sids.json``, ``RUN/align/model``, ``RUN/sft/final``)."""
+    """The marker of the stage that made ``path``: a file-level stage's marker beside it, else the marker of the stage
+    folder that holds it: the folder itself, or the folder of a file in it or of a model subfolder in it
+    (``RUN/sids/sids.json``, ``RUN/align/model``, ``RUN/sft/final``)."""
     if path is None:
         return None
     p = Path(path)
     if not p.exists():
         return None
+    if p.is_file() and (own := read_marker(file_marker(p))) is not None:
+        return own
     for folder in (p, p.parent) if p.is_dir() else (p.parent,):
         marker = read_marker(folder / MARKER_FILE)
         if marker is not None:
@@ -144,24 +175,28 @@ def fingerprint(options: Any, inputs: Mapping[str, str | None]) -> str:
     return config_hash({"options": to_plain(options), "inputs": dict(inputs)})
 
 
-def is_done(folder: str | Path, fingerprint_: str, *, legacy_view: Any = None,
+def is_done(marker_path: str | Path, fingerprint_: str, *, legacy_view: Any = None,
             inputs: Mapping[str, str | Path | None] | None = None) -> bool:
-    """True when ``folder`` holds finished outputs with this fingerprint.
+    """True when the marker at ``marker_path`` (``folder/_stage.json``, or :func:`file_marker`) marks finished
+    outputs with this fingerprint.
 
-    A pre-format-2 marker counts when its hash equals ``config_hash(legacy_view)`` (what its stage hashed then)
-    and no input in ``inputs`` (name -> path) has been remade since, i.e. none carries a format-2 marker.
+    A pre-format-2 marker counts when its hash equals ``config_hash(legacy_view)`` (what its stage hashed then;
+    ``legacy_view`` may be a function that computes it, called only for such a marker) and no input in ``inputs``
+    (name -> path) has been remade since, i.e. none carries a format-2 marker.
     """
-    marker = read_marker(Path(folder) / MARKER_FILE)
+    marker = read_marker(marker_path)
     if marker is None:
         return False
     if marker.fingerprint is not None:
         return marker.fingerprint == fingerprint_
+    if callable(legacy_view):
+        legacy_view = legacy_view()
     if legacy_view is None or marker.legacy_hash != config_hash(legacy_view):
         return False
     remade = [name for name, path in (inputs or {}).items()
               if (m := input_marker(path)) is not None and m.current]
     if remade:
-        log.info("%s: made before its input(s) %s were remade: redoing it", folder, ", ".join(remade))
+        log.info("%s: made before its input(s) %s were remade: redoing it", marker_path, ", ".join(remade))
     return not remade
 
 
@@ -180,7 +215,7 @@ class Stage(ABC, Generic[C]):
 
     Subclasses set ``name`` and implement :meth:`run`; they override :meth:`inputs` when they read other stages'
     artifacts, and :meth:`legacy_view` when their pre-format-2 marker hashed something else than the options.
-    The options object must have ``out`` (the output folder) and ``force`` fields.
+    The options object must have ``out`` (the output folder or file; :meth:`target` otherwise) and ``force``.
     """
 
     name: ClassVar[str]
@@ -188,21 +223,31 @@ class Stage(ABC, Generic[C]):
     outputs: ClassVar[tuple[str, ...]] = ()  # files / folders ``run`` must write (checked before the marker)
     digest_outputs: ClassVar[tuple[str, ...]] = ()  # files whose bytes join the digest downstream stages record
     in_place: ClassVar[bool] = False  # write into ``out`` directly (a stage that resumes part by part)
+    output_file: ClassVar[bool] = False  # ``out`` is one file; its marker is :func:`file_marker` beside it
     saves_config: ClassVar[bool] = True  # write the resolved options to ``out/config.yaml``
 
     def resolve(self, cfg: C) -> C:
         """``cfg`` with defaults that depend on other options filled in (what is saved and hashed)."""
         return cfg
 
+    def target(self, cfg: C) -> Path:
+        """The output folder (or file, with ``output_file``)."""
+        return Path(cfg.out)
+
     def inputs(self, cfg: C) -> dict[str, str | Path | None]:
         """``{option name: path}`` of the artifacts the stage reads; their digests replace the paths in the
         fingerprint."""
         return {}
 
+    def input_digests(self, cfg: C) -> dict[str, str | None]:
+        """``{name: digest}`` of :meth:`inputs` (their markers' digests; override to hash contents instead)."""
+        return input_digests(self.inputs(cfg))
+
     @abstractmethod
-    def run(self, cfg: C, out: Path) -> bool | None:
-        """Write the outputs into ``out`` (a temporary folder unless ``in_place``); return False when the work is
-        not complete (an in-place stage asked for some parts only), so no done marker is written."""
+    def run(self, cfg: C, out: Path) -> bool | dict | None:
+        """Write the outputs into ``out`` (a temporary folder or file unless ``in_place``); return False when the
+        work is not complete (an in-place stage asked for some parts only), so no done marker is written, or a
+        dict of figures to keep in the marker as ``summary`` (seconds, counts)."""
         raise NotImplementedError
 
     def options(self, cfg: C) -> dict[str, Any]:
@@ -210,50 +255,144 @@ class Stage(ABC, Generic[C]):
         return {k: v for k, v in vars(cfg).items() if k not in self.unhashed}
 
     def legacy_view(self, cfg: C) -> Any:
-        """What this stage's marker hashed before format 2 (to recognise folders made then)."""
+        """What this stage's marker hashed before format 2 (to recognise outputs made then)."""
         return self.options(cfg)
+
+    def legacy_inputs(self, cfg: C) -> dict[str, str | Path | None]:
+        """Inputs whose remaking since makes a pre-format-2 marker stale (:func:`is_done`)."""
+        return self.inputs(cfg)
+
+    def reusable(self, cfg: C, marker: Marker | None) -> bool:
+        """Finished outputs whose marker holds another fingerprint (or none) that still serve ``cfg`` (a baseline
+        that stopped on its own within a new time budget); False by default."""
+        return False
 
     def fingerprint(self, cfg: C) -> tuple[str, dict[str, str | None]]:
         """(fingerprint, input digests) of ``cfg``."""
         paths = self.inputs(cfg)
-        digests = input_digests(paths)
+        digests = self.input_digests(cfg)
         own = {k: v for k, v in self.options(cfg).items() if k not in paths}
         return fingerprint(own, digests), digests
 
+    def marker_path(self, cfg: C) -> Path:
+        out = self.target(cfg)
+        return file_marker(out) if self.output_file else out / MARKER_FILE
+
 
 def run_stage(stage: Stage[C], cfg: C) -> Path:
-    """Run ``stage`` with ``cfg`` into ``cfg.out`` unless it already holds the outputs of the same options and
-    inputs (``cfg.force`` redoes them); returns the output folder."""
+    """Run ``stage`` with ``cfg`` into its target (``cfg.out``) unless that already holds the outputs of the same
+    options and inputs (``cfg.force`` redoes them); returns the target."""
     from sidrec.errors import ConfigError
 
     cfg = stage.resolve(cfg)
     problems = cfg.problems() if hasattr(cfg, "problems") else []
     if problems:
         raise ConfigError(problems)
-    out = Path(cfg.out)
+    out = stage.target(cfg)
+    marker = stage.marker_path(cfg)
     fingerprint_, digests = stage.fingerprint(cfg)
-    if not cfg.force and is_done(out, fingerprint_, legacy_view=stage.legacy_view(cfg), inputs=stage.inputs(cfg)):
+    if not cfg.force and (
+            is_done(marker, fingerprint_, legacy_view=lambda: stage.legacy_view(cfg), inputs=stage.legacy_inputs(cfg))
+            or stage.reusable(cfg, read_marker(marker))):
         log.info("%s: %s holds the outputs of the same options and inputs: skipped (--force to redo)",
                  stage.name, out)
         return out
 
-    def finish(folder: Path) -> None:
+    def finish(folder: Path, result: bool | dict | None) -> None:
         missing = [name for name in stage.outputs if not (folder / name).exists()]
         if missing:  # a bug in the stage, not a user error
             raise AssertionError(f"stage {stage.name} did not write {missing} into {folder}")
         if stage.saves_config:
             write_yaml(folder / "config.yaml", cfg)
+        summary = {"summary": result} if isinstance(result, dict) else {}
         write_marker(folder / MARKER_FILE, stage.name, fingerprint_, inputs=digests,
                      outputs={name: file_digest(folder / name) for name in stage.digest_outputs},
-                     config=stage.options(cfg))
+                     config=stage.options(cfg), **summary)
 
-    if stage.in_place:
+    if stage.output_file:
+        marker.unlink(missing_ok=True)  # the file is about to change: never leave it marked with another run
+        with atomic_path(out) as tmp:
+            result = stage.run(cfg, tmp)
+        summary = {"summary": result} if isinstance(result, dict) else {}
+        write_marker(marker, stage.name, fingerprint_, inputs=digests, outputs={out.name: file_digest(out)},
+                     config=stage.options(cfg), **summary)
+    elif stage.in_place:
         clear_marker(out)
         out.mkdir(parents=True, exist_ok=True)
-        if stage.run(cfg, out) is not False:
-            finish(out)
+        result = stage.run(cfg, out)
+        if result is not False:
+            finish(out, result)
     else:
         with atomic_dir(out) as tmp:
-            stage.run(cfg, tmp)
-            finish(tmp)
+            finish(tmp, stage.run(cfg, tmp))
     return out
+
+
+# ---- stages that work part by part ------------------------------------------------------------------------------
+@dataclass
+class Part:
+    """One part of a stage that works part by part: its fingerprint (the options it reads and the fingerprints of
+    the parts it reads), the files it writes into the stage folder, and the function that writes them."""
+
+    name: str
+    fingerprint: str
+    files: tuple[str, ...]
+    run: Callable[[], Any]
+
+
+def run_parts(stage: str, folder: str | Path, parts: Sequence[Part], wanted: Collection[str],
+              force: bool = False) -> bool:
+    """Run the ``wanted`` parts, in order, whose files are missing or whose ledger entry (``folder/_parts.json``)
+    holds another fingerprint (every wanted part with ``force``). Each part is forgotten before it starts and
+    recorded (a format-2 marker entry) once its files are written, so a killed run resumes with the first
+    unfinished part. Returns True when every part of ``parts`` is done.
+
+    A ledger from before format 2 (``{part: fingerprint}``) is read as it was written.
+    """
+    folder = Path(folder)
+    ledger_path = folder / PARTS_FILE
+
+    def ledger() -> dict[str, Marker]:
+        try:
+            found = json.loads(ledger_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        entries = found.get("parts", {}) if found.get("format") == MARKER_FORMAT else found
+        out = {}
+        for name, entry in entries.items():
+            if isinstance(entry, str):  # before format 2: the part's fingerprint
+                out[name] = Marker(f"{stage}/{name}", entry, entry)
+            elif (marker := parse_marker(entry)) is not None:
+                out[name] = marker
+        return out
+
+    def write(entries: dict[str, Marker]) -> None:
+        write_json(ledger_path, {"format": MARKER_FORMAT, "stage": stage,
+                                 "parts": {name: dict(m.fields) or marker_fields(m.stage, m.fingerprint or "")
+                                           for name, m in entries.items()}})
+
+    def done(part: Part) -> bool:
+        entry = ledger().get(part.name)
+        return (entry is not None and entry.fingerprint == part.fingerprint
+                and all((folder / f).exists() for f in part.files))
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        if part.name not in wanted:
+            continue
+        if not force and done(part):
+            log.info("%s/%s: up to date, skipped", stage, part.name)
+            continue
+        entries = ledger()
+        if entries.pop(part.name, None) is not None:
+            write(entries)
+        part.run()
+        missing = [f for f in part.files if not (folder / f).exists()]
+        if missing:  # a bug in the stage, not a user error
+            raise AssertionError(f"part {stage}/{part.name} did not write {missing} into {folder}")
+        entries = ledger()
+        entries[part.name] = parse_marker(marker_fields(
+            f"{stage}/{part.name}", part.fingerprint, outputs={f: file_digest(folder / f) for f in part.files
+                                                              if (folder / f).is_file()}))
+        write(entries)
+    return all(done(part) for part in parts)

@@ -9,9 +9,10 @@ Parts, in order (each can run alone: ``sidrec semantics sensory|text|fuse``; ``a
 3. ``fuse`` -- weighted concatenation (or its PCA projection) of the two, L2-normalised. Writes ``item_emb.npy``
    and ``item_index.json`` (row -> item id).
 
-Every file is written atomically; ``_parts.json`` records the options hash of each finished part, so a re-run
-redoes only the parts whose options (or inputs) changed; the stage runner (:mod:`sidrec.stage`) skips the whole
-stage when its ``_stage.json`` matches, and writes it once all three parts are done.
+Every file is written atomically. The stage runner (:mod:`sidrec.stage`) skips the whole stage when its
+``_stage.json`` matches and writes it once all three parts are done; its part ledger (``_parts.json``,
+:func:`sidrec.stage.run_parts`) records the fingerprint of each finished part, so a re-run redoes only the parts
+whose options (or inputs) changed and a killed run resumes with the first unfinished part.
 ``stats.json`` holds timings, teacher parse counts, attribute coverage and, on data with ground-truth attributes
 (the synthetic catalogue), the extractor's and the student's scores (:mod:`sidrec.semantics.metrics`).
 """
@@ -34,12 +35,11 @@ from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
 from sidrec.semantics.text import TEXT_FIELDS, item_text, load_text_encoder
-from sidrec.stage import MARKER_FILE, Stage, input_digests, read_marker, run_stage
+from sidrec.stage import MARKER_FILE, Part, Stage, input_digests, read_marker, run_parts, run_stage
 
 log = logging.getLogger(__name__)
 
 PARTS = ("sensory", "text", "fuse")
-PARTS_FILE = "_parts.json"
 FILES = {"sensory": ("sensory.jsonl", "sensory_emb.npy"), "text": ("text_emb.npy",),
          "fuse": ("item_emb.npy", "item_index.json")}
 
@@ -133,31 +133,17 @@ def _part_hashes(cfg: SemanticsConfig) -> dict[str, str]:
 
 
 class _Outputs:
-    """The output folder: atomic writes, the parts record and stats.json."""
+    """The output folder: atomic array writes and stats.json (one entry per part)."""
 
     def __init__(self, root: Path):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def _read(self, name: str) -> dict:
-        path = self.root / name
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    def part_done(self, part: str, digest: str) -> bool:
-        return self._read(PARTS_FILE).get(part) == digest and all((self.root / f).exists() for f in FILES[part])
-
-    def finish_part(self, part: str, digest: str, stats: dict) -> None:
-        all_stats = self._read("stats.json")
+    def add_stats(self, part: str, stats: dict) -> None:
+        path = self.root / "stats.json"
+        all_stats = json.loads(path.read_text()) if path.is_file() else {}
         all_stats[part] = stats
-        write_json(self.root / "stats.json", all_stats)
-        parts = self._read(PARTS_FILE)
-        parts[part] = digest
-        write_json(self.root / PARTS_FILE, parts)
-
-    def forget(self, part: str) -> None:
-        parts = self._read(PARTS_FILE)
-        if parts.pop(part, None) is not None:
-            write_json(self.root / PARTS_FILE, parts)
+        write_json(path, all_stats)
 
     def save_npy(self, name: str, array: np.ndarray) -> None:
         with atomic_path(self.root / name) as tmp, open(tmp, "wb") as fh:
@@ -186,20 +172,20 @@ class SemanticsStage(Stage[SemanticsConfig]):
 
         data = load_data(cfg.data)
         outputs = _Outputs(out)
+        work = {"sensory": _run_sensory, "text": _run_text, "fuse": _run_fuse}
+
+        def part_run(part: str):
+            def run() -> None:
+                start = time.perf_counter()
+                stats = work[part](cfg, data, outputs)
+                stats["wall_s"] = round(time.perf_counter() - start, 2)
+                outputs.add_stats(part, stats)
+                log.info("semantics/%s: done in %.1fs", part, stats["wall_s"])
+            return run
+
         hashes = _part_hashes(cfg)
-        for part in PARTS:
-            if part not in self.parts:
-                continue
-            if not cfg.force and outputs.part_done(part, hashes[part]):
-                log.info("semantics/%s: up to date, skipped", part)
-                continue
-            outputs.forget(part)
-            start = time.perf_counter()
-            stats = {"sensory": _run_sensory, "text": _run_text, "fuse": _run_fuse}[part](cfg, data, outputs)
-            stats["wall_s"] = round(time.perf_counter() - start, 2)
-            outputs.finish_part(part, hashes[part], stats)
-            log.info("semantics/%s: done in %.1fs", part, stats["wall_s"])
-        return all(outputs.part_done(p, hashes[p]) for p in PARTS)
+        parts = [Part(part, hashes[part], FILES[part], part_run(part)) for part in PARTS]
+        return run_parts(self.name, out, parts, self.parts, force=cfg.force)
 
 
 def run_semantics(cfg: SemanticsConfig, parts: Sequence[str] = PARTS) -> Path:

@@ -47,7 +47,8 @@ class TrainingRecord:
 
     def done(self) -> bool:
         """``final/`` exists and the marker holds these options and inputs (or is an older marker of them)."""
-        return self.final.is_dir() and is_done(self.out, self.key, legacy_view=self.view, inputs=self.inputs)
+        return self.final.is_dir() and is_done(self.out / MARKER_FILE, self.key, legacy_view=self.view,
+                                               inputs=self.inputs)
 
     def mark_done(self) -> None:
         write_marker(self.out / MARKER_FILE, self.stage, self.key, inputs=self.digests, config=self.view)
