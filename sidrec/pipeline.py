@@ -30,7 +30,7 @@ import click
 from sidrec.artifacts import config_hash, write_yaml
 from sidrec.config import opt, resolve
 from sidrec.errors import ConfigError
-from sidrec.stage import MARKER_FILE, read_marker, write_marker
+from sidrec.stage import MARKER_FILE, PARTS_FILE, file_marker, read_marker, write_marker
 from sidrec.train.options import BUDGET_OPTIONS
 
 log = logging.getLogger("sidrec.pipeline")
@@ -420,13 +420,13 @@ def forget_outputs(run: Run, stage: str) -> None:
     baseline_dirs = [run.root / "baselines" / _baseline_name(spec) for spec in run.cfg.baselines]
     doomed: dict[str, list[Path]] = {
         "prepare": [run.data / MARKER_FILE],
-        "semantics": [run.semantics / MARKER_FILE, run.semantics / "_parts.json"],
+        "semantics": [run.semantics / MARKER_FILE, run.semantics / PARTS_FILE],
         "quantize": [run.sids / MARKER_FILE],
         "align": [run.align / MARKER_FILE],
         "sft": [run.sft / MARKER_FILE, *run.sft.glob("checkpoint-*")],
         "grpo": [run.grpo / MARKER_FILE, *run.grpo.glob("checkpoint-*")],
-        "decode": [run.predictions / f"{name}.jsonl.config.json" for name in ("sft", "grpo")],
-        "baselines": [d / name for d in baseline_dirs for name in ("summary.json", "last.pt")],
+        "decode": [file_marker(run.predictions / f"{name}.jsonl") for name in ("sft", "grpo")],
+        "baselines": [d / name for d in baseline_dirs for name in (MARKER_FILE, "summary.json", "last.pt")],
         "report": [],
     }
     for path in doomed[stage]:

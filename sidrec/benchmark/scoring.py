@@ -8,7 +8,6 @@ files through :func:`sidrec.eval.evaluator.aligned_ranks`, which validates every
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,14 +20,13 @@ def decode_model(model_dir: str | Path, run: str | Path, split: str, out: str | 
     beam search, torch backend, float32 on the CPU (how these benchmarks have always scored). Returns the file and
     the decoding seconds its ``sidrec decode`` sidecar records (of the call that made it)."""
     from sidrec.decode import DecodeConfig, run_decode
+    from sidrec.decode.run import decode_seconds
 
     run = Path(run)
     path = run_decode(DecodeConfig(model=str(model_dir), sids=str(run / "sids"), data=str(run / "data"),
                                    backend="torch", beams=beams, topk=topk, split=split, out=str(out),
                                    device="cpu", dtype="float32", limit=limit, max_history=max_history))
-    sidecar = path.with_name(path.name + ".config.json")
-    seconds = json.loads(sidecar.read_text()).get("summary", {}).get("seconds") if sidecar.is_file() else None
-    return path, seconds
+    return path, decode_seconds(path)
 
 
 def popularity_predictions(data_dir: str | Path, split: str, out: str | Path) -> Path:

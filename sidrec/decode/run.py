@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import hashlib
-
-from sidrec.artifacts import config_hash, to_plain, write_json
+from sidrec.artifacts import to_plain
 from sidrec.config import opt
+from sidrec.stage import Stage, file_marker, read_marker, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +110,19 @@ def _load_model(cfg: DecodeConfig):
 _MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "sidrec.json", "generation_config.json")
 
 
-def inputs_digest(cfg: DecodeConfig) -> str:
-    """Content hash of the model weights, tokenizer, SID table and data splits ``cfg`` decodes: a retrained model
-    or a new SID table at the same paths makes the existing predictions out of date (the options alone did not)."""
+def _input_files(cfg: DecodeConfig) -> dict[str, list[Path]]:
+    """The files whose bytes the predictions depend on: ``{"model": [...], "sids": [...], "data": [...]}``."""
     model = Path(cfg.model)
-    files = sorted(f for f in model.iterdir() if f.is_file() and (f.name in _MODEL_FILES or (
+    weights = sorted(f for f in model.iterdir() if f.is_file() and (f.name in _MODEL_FILES or (
         f.suffix in (".safetensors", ".bin") and not f.name.startswith(("optimizer", "scheduler", "training_args")))))
     sids = Path(cfg.sids)
-    files.append(sids / "sids.json" if sids.is_dir() else sids)
     splits = Path(cfg.data) / "splits" / cfg.split
-    files += sorted(f for f in splits.rglob("*") if f.is_file()) if splits.is_dir() else []
-    digest = hashlib.sha256()
+    return {"model": weights, "sids": [sids / "sids.json" if sids.is_dir() else sids],
+            "data": sorted(f for f in splits.rglob("*") if f.is_file()) if splits.is_dir() else []}
+
+
+def _content_digest(files: list[Path], digest=None) -> str:
+    digest = digest or hashlib.sha256()
     for f in files:
         digest.update(f.name.encode())
         with open(f, "rb") as fh:
@@ -129,56 +131,90 @@ def inputs_digest(cfg: DecodeConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+def inputs_digest(cfg: DecodeConfig) -> str:
+    """Content hash of the model weights, tokenizer, SID table and data splits ``cfg`` decodes, all together (what
+    a predictions sidecar recorded before the stage runner's marker format: :meth:`DecodeStage.legacy_view`)."""
+    files = _input_files(cfg)
+    return _content_digest(files["model"] + files["sids"] + files["data"])
+
+
+class DecodeStage(Stage[DecodeConfig]):
+    """Decoding as a file-level stage: the predictions file, with its marker beside it (``<out>.config.json``:
+    options, input digests and a ``summary`` of samples, seconds, users/s and HR@10)."""
+
+    name = "decode"
+    output_file = True
+
+    def resolve(self, cfg: DecodeConfig) -> DecodeConfig:
+        from sidrec.errors import InputError
+
+        if not cfg.model or not cfg.data:
+            return cfg  # problems() names what is missing
+        if not Path(cfg.model).is_dir():
+            raise InputError("model folder not found", cfg.model)
+        return cfg if cfg.sids else dataclasses.replace(cfg, sids=cfg.sid_table_path())
+
+    def target(self, cfg: DecodeConfig) -> Path:
+        return cfg.output_path()
+
+    def inputs(self, cfg: DecodeConfig) -> dict[str, str | Path | None]:
+        return {"model": cfg.model, "sids": cfg.sids, "data": cfg.data}
+
+    def input_digests(self, cfg: DecodeConfig) -> dict[str, str | None]:
+        # By content, not by marker: a checkpoint folder shares its training folder's marker, and a model retrained
+        # in place (or a hand-made one) must still make the predictions out of date.
+        return {name: "sha256:" + _content_digest(files) for name, files in _input_files(cfg).items()}
+
+    def legacy_view(self, cfg: DecodeConfig) -> dict:
+        return {k: v for k, v in to_plain(cfg).items() if k != "force"} | {"inputs": inputs_digest(cfg)}
+
+    def legacy_inputs(self, cfg: DecodeConfig) -> dict[str, str | Path | None]:
+        return {}  # the old sidecar's hash covered the inputs' contents already
+
+    def run(self, cfg: DecodeConfig, out: Path) -> dict:
+        from sidrec.align.prompts import build_prompts
+        from sidrec.data.store import load_data
+        from sidrec.decode import recommend
+        from sidrec.predictions import Prediction, write_predictions
+        from sidrec.sid import SidTable
+
+        data = load_data(cfg.data)
+        sid_table = SidTable.load(cfg.sids)
+        model, tokenizer = _load_model(cfg)
+        samples = data.split(cfg.split)
+        if cfg.limit is not None:
+            samples = samples.select(range(min(cfg.limit, len(samples))))
+        prompts = build_prompts(tokenizer, samples["history"], sid_table, max_history=cfg.max_history)
+        start = time.perf_counter()
+        ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams,
+                           topk=cfg.beams if cfg.exclude_history else cfg.topk, backend=cfg.backend,
+                           batch_size=cfg.batch_size, progress=True)
+        if cfg.exclude_history:
+            ranked = [[(i, sc) for i, sc in items if i not in seen][:cfg.topk]
+                      for items, seen in zip(ranked, map(set, samples["history"]))]
+        seconds = time.perf_counter() - start
+        predictions = [Prediction(int(s), str(u), str(t), [i for i, _ in items], [sc for _, sc in items])
+                       for s, u, t, items in zip(samples["sample_id"], samples["user_id"], samples["target"], ranked)]
+        write_predictions(out, predictions)
+        hits = sum(p.target in p.items[:10] for p in predictions)
+        summary = {"samples": len(predictions), "seconds": round(seconds, 3),
+                   "users_per_s": round(len(predictions) / max(seconds, 1e-9), 2),
+                   "hit_at_10": round(hits / max(len(predictions), 1), 4)}
+        log.info("wrote %d predictions to %s in %.1f s (%.1f users/s; HR@10 %.4f)", len(predictions),
+                 cfg.output_path(), seconds, summary["users_per_s"], summary["hit_at_10"])
+        return summary
+
+
 def decode(cfg: DecodeConfig) -> Path:
     """Decode every sample of ``cfg.split`` and write the predictions file; returns its path.
 
-    Skipped (resume) when the file exists and its sidecar ``<out>.config.json`` holds the same config hash, which
-    covers the options and the content of the model, SID table and split (:func:`inputs_digest`).
+    Skipped (resume) when the file's marker (``<out>.config.json``) holds the same fingerprint: the options and the
+    content of the model, SID table and split, so a retrained model or new SIDs at the same paths redo it.
     """
-    import json
+    return run_stage(DecodeStage(), cfg)
 
-    from sidrec.align.prompts import build_prompts
-    from sidrec.data.store import load_data
-    from sidrec.decode import recommend
-    from sidrec.errors import InputError
-    from sidrec.predictions import Prediction, write_predictions
-    from sidrec.sid import SidTable
 
-    if not Path(cfg.model).is_dir():
-        raise InputError("model folder not found", cfg.model)
-    if not cfg.sids:
-        cfg = dataclasses.replace(cfg, sids=cfg.sid_table_path())
-    out = cfg.output_path()
-    sidecar = out.with_name(out.name + ".config.json")
-    resolved = {k: v for k, v in to_plain(cfg).items() if k != "force"} | {"inputs": inputs_digest(cfg)}
-    if not cfg.force and out.is_file() and sidecar.is_file():
-        if json.loads(sidecar.read_text()).get("config_hash") == config_hash(resolved):
-            log.info("%s is up to date (same options); --force redoes it", out)
-            return out
-    data = load_data(cfg.data)
-    sid_table = SidTable.load(cfg.sids)
-    model, tokenizer = _load_model(cfg)
-    samples = data.split(cfg.split)
-    if cfg.limit is not None:
-        samples = samples.select(range(min(cfg.limit, len(samples))))
-    prompts = build_prompts(tokenizer, samples["history"], sid_table, max_history=cfg.max_history)
-    start = time.perf_counter()
-    ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams,
-                       topk=cfg.beams if cfg.exclude_history else cfg.topk, backend=cfg.backend,
-                       batch_size=cfg.batch_size, progress=True)
-    if cfg.exclude_history:
-        ranked = [[(i, sc) for i, sc in items if i not in seen][:cfg.topk]
-                  for items, seen in zip(ranked, map(set, samples["history"]))]
-    seconds = time.perf_counter() - start
-    predictions = [Prediction(int(s), str(u), str(t), [i for i, _ in items], [sc for _, sc in items])
-                   for s, u, t, items in zip(samples["sample_id"], samples["user_id"], samples["target"], ranked)]
-    write_predictions(out, predictions)
-    hits = sum(p.target in p.items[:10] for p in predictions)
-    summary = {"samples": len(predictions), "seconds": round(seconds, 3),
-               "users_per_s": round(len(predictions) / max(seconds, 1e-9), 2),
-               "hit_at_10": round(hits / max(len(predictions), 1), 4)}
-    write_json(sidecar, {"stage": "decode", "config_hash": config_hash(resolved), "config": resolved,
-                         "summary": summary})
-    log.info("wrote %d predictions to %s in %.1f s (%.1f users/s; HR@10 %.4f)", len(predictions), out, seconds,
-             summary["users_per_s"], summary["hit_at_10"])
-    return out
+def decode_seconds(predictions: str | Path) -> float | None:
+    """The decoding seconds a predictions file's marker records (of the call that made it); None when unknown."""
+    marker = read_marker(file_marker(predictions))
+    return (marker.fields.get("summary") or {}).get("seconds") if marker is not None else None

@@ -58,10 +58,12 @@ def describe_ranking(exclude_history: Mapping[str, bool | Iterable[bool]]) -> st
 
 
 def predictions_exclude_history(path: str | Path, run_dir: str | Path | None = None) -> bool | None:
-    """The ``exclude_history`` a predictions file was made with: from ``sidrec decode``'s sidecar
+    """The ``exclude_history`` a predictions file was made with: from ``sidrec decode``'s marker
     (``<file>.config.json``) or a baseline's ``RUN/baselines/<stem>/summary.json``; None when neither records it."""
+    from sidrec.stage import file_marker
+
     path = Path(path)
-    candidates = [(path.with_name(path.name + ".config.json"), "config")]
+    candidates = [(file_marker(path), "config")]
     if run_dir is not None:
         candidates.append((Path(run_dir) / "baselines" / path.stem / "summary.json", "config"))
     for file, key in candidates:
