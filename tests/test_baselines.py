@@ -387,3 +387,55 @@ def test_resume_under_the_other_history_protocol_rescores_the_best_model(synthet
     assert len(rescored) == 1 and rescored[0]["exclude_history"] is True
     first = next(r for r in records if r["epoch"] == rescored[0]["epoch"] and not r.get("rescored"))
     assert rescored[0]["valid"] != first["valid"]  # masking the history changes the figures
+
+
+def test_training_is_a_stage_redone_on_a_changed_option_or_dataset(synthetic_data, tmp_path):
+    """The checkpoint folder carries the runner's done marker: the same options and inputs reuse the model, another
+    option or a new dataset at the same path retrains it, and a summary.json written before the marker (with its
+    own fingerprint) is still reused rather than retrained."""
+    import shutil
+
+    from sidrec.baselines import train_baseline
+    from sidrec.baselines.trainer import legacy_fingerprint
+    from sidrec.data import PrepareConfig, load_data, prepare
+    from sidrec.stage import MARKER_FILE, read_marker
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    cfg = make_config(data, tmp_path / "predictions" / "sasrec_id.jsonl", model="sasrec", epochs=1)
+    ckpt = cfg.checkpoint_path()
+    train_baseline(cfg)
+    marker = read_marker(ckpt / MARKER_FILE)
+    assert marker.current and marker.stage == "baseline" and marker.fields["inputs"]["data"]
+    assert "fingerprint" not in json.loads((ckpt / "summary.json").read_text())  # one resume record: the marker
+
+    def best_stamp() -> int:
+        return (ckpt / "best.pt").stat().st_mtime_ns
+
+    stamp = best_stamp()
+    train_baseline(cfg)
+    assert best_stamp() == stamp  # same options and inputs: reused
+    train_baseline(dataclasses.replace(cfg, lr=1e-3))
+    assert best_stamp() != stamp  # another option: retrained
+    stamp = best_stamp()
+    train_baseline(dataclasses.replace(cfg, lr=1e-3, eval_batch_size=64, device="cpu"))
+    assert best_stamp() == stamp  # run-only options do not retrain
+
+    # Upstream: a new dataset prepared at the same path retrains the model even though its options are the same.
+    prepare(PrepareConfig(source="synthetic", out=str(data), n_users=200, n_items=60, seed=1))
+    train_baseline(dataclasses.replace(cfg, lr=1e-3))
+    assert best_stamp() != stamp
+
+    # A folder trained before the marker existed: summary.json held the fingerprint; it is reused, not retrained.
+    old = dataclasses.replace(cfg, lr=1e-3)
+    (ckpt / MARKER_FILE).unlink()
+    summary = json.loads((ckpt / "summary.json").read_text())
+    summary["fingerprint"] = legacy_fingerprint(old, load_data(data))
+    (ckpt / "summary.json").write_text(json.dumps(summary))
+    stamp = best_stamp()
+    train_baseline(old)
+    assert best_stamp() == stamp
+    summary["fingerprint"] = "0123456789abcdef"  # made from other options: retrained
+    (ckpt / "summary.json").write_text(json.dumps(summary))
+    train_baseline(old)
+    assert best_stamp() != stamp and read_marker(ckpt / MARKER_FILE).current

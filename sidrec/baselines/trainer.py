@@ -3,7 +3,10 @@
 Adam on ``calculate_loss`` (full-softmax CE over all items by default), validation NDCG@10 over the whole catalogue
 after every ``eval_every`` epochs, early stopping with ``patience``, the best weights kept in memory and in
 ``CKPT/best.pt``; the best model then ranks every item for each test sample. ``CKPT`` also receives
-``config.yaml``, ``log.jsonl`` (one line per validation) and ``summary.json`` (times, best epoch, quick metrics).
+``config.yaml``, ``log.jsonl`` (one line per validation), ``summary.json`` (times, best epoch, quick metrics) and
+the done marker ``_stage.json``: training is a stage of the runner (:class:`BaselineTraining`,
+:func:`sidrec.stage.run_stage`), so a finished model of the same options and inputs is reused and a changed option
+or a new dataset / semantics folder retrains it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sidrec.artifacts import atomic_path, config_hash, write_json, write_yaml
+from sidrec.artifacts import atomic_path, config_hash, write_json
 from sidrec.baselines.config import BaselineConfig
 from sidrec.baselines.model import SequentialRecommender
 from sidrec.baselines.ranking import evaluate_scores, write_ranked
@@ -36,6 +39,7 @@ from sidrec.baselines.sequences import (
     train_sequences,
 )
 from sidrec.data.store import CanonicalData
+from sidrec.stage import Marker, Stage, run_stage
 
 log = logging.getLogger(__name__)
 RUN_ONLY = ("split", "out", "valid_out", "checkpoint_dir", "device", "force", "eval_batch_size")  # not the model
@@ -49,7 +53,8 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def model_fingerprint(cfg: BaselineConfig, data: CanonicalData) -> str:
+def legacy_fingerprint(cfg: BaselineConfig, data: CanonicalData) -> str:
+    """The options hash ``summary.json`` recorded before training had a stage marker (to reuse models made then)."""
     view = {k: v for k, v in vars(cfg).items() if k not in RUN_ONLY}
     view["data"] = str(Path(cfg.data).resolve())
     view["data_stats"] = {k: data.stats.get(k) for k in ("n_users", "n_items", "samples", "max_history")}
@@ -97,29 +102,89 @@ def training_rows(cfg: BaselineConfig, seqs: list[list[int]], max_len: int) -> T
     return prefix_rows(seqs, max_len) if cfg.resolved_train_mode() == "prefix" else sequence_rows(seqs, max_len)
 
 
+class BaselineTraining(Stage[BaselineConfig]):
+    """Training one neural baseline into its checkpoint folder (``best.pt``, ``log.jsonl``, ``summary.json``),
+    in place: ``last.pt``, saved after every epoch, is what a killed run resumes from. The fingerprint covers the
+    options that change the model and the digests of the dataset and (for a fusion mode) the semantics folder."""
+
+    name = "baseline"
+    unhashed = RUN_ONLY
+    in_place = True
+    outputs = ("best.pt", "summary.json")
+
+    def __init__(self, data: CanonicalData, device: torch.device):
+        self.data, self.device = data, device
+        self.model: SequentialRecommender | None = None  # the trained model, when this call trained it
+
+    def target(self, cfg: BaselineConfig) -> Path:
+        return cfg.checkpoint_path()
+
+    def inputs(self, cfg: BaselineConfig) -> dict[str, str | Path | None]:
+        return {"data": cfg.data, "semantics": cfg.semantics if cfg.fusion != "id" else None}
+
+    def key(self, cfg: BaselineConfig, **changes) -> str:
+        """The fingerprint of ``cfg`` with ``changes`` (``max_minutes=None``: the budget-free fingerprint)."""
+        return self.fingerprint(dataclasses.replace(cfg, **changes))[0]
+
+    def reusable(self, cfg: BaselineConfig, marker: Marker | None) -> bool:
+        """A model trained under another time budget serves when it stopped on its own (early stopping, max
+        epochs) within this budget. A ``summary.json`` from before the marker is read with its own fingerprints."""
+        if not (cfg.checkpoint_path() / "best.pt").is_file():
+            return False
+        if marker is not None and marker.current:
+            record = marker.fields.get("summary") or {}
+            budget_free, wanted = record.get("budget_free"), self.key(cfg, max_minutes=None)
+            seconds = record.get("seconds", 0)
+        else:
+            try:
+                record = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+            except (OSError, ValueError):
+                return False
+            if record.get("fingerprint") == legacy_fingerprint(cfg, self.data):
+                return True
+            budget_free = record.get("budget_free_fingerprint")
+            wanted = legacy_fingerprint(dataclasses.replace(cfg, max_minutes=None), self.data)
+            seconds = record.get("train_seconds", 0) + record.get("eval_seconds", 0)
+        converged = budget_free == wanted and not record.get("budget_cut", True)
+        return converged and (cfg.max_minutes is None or seconds / 60 <= cfg.max_minutes)
+
+    def build(self, cfg: BaselineConfig) -> tuple[SequentialRecommender, torch.Generator, list[list[int]], int]:
+        max_len = cfg.max_len or int(self.data.stats.get("max_history") or 20)
+        generator = seed_everything(cfg.seed)
+        users, seqs = train_sequences(self.data)
+        model = build_model(cfg, self.data, max_len, seqs, cfg.checkpoint_path(), self.device).to(self.device)
+        model.trim_padding = cfg.resolved_trim()
+        return model, generator, seqs, max_len
+
+    def run(self, cfg: BaselineConfig, out: Path) -> dict:
+        (out / "summary.json").unlink(missing_ok=True)  # its figures (and old fingerprints) belong to the old model
+        model, generator, seqs, max_len = self.build(cfg)
+        # The resume state is keyed without the time budget and the validation protocol, so an interrupted run can
+        # go on under another max_minutes (the budget counts the training and evaluation time of every attempt) or
+        # another exclude_history (training is the same; the best model is re-scored under the new protocol).
+        resume_keys = (self.key(cfg, max_minutes=None, exclude_history=False),
+                       legacy_fingerprint(dataclasses.replace(cfg, max_minutes=None, exclude_history=False),
+                                          self.data))
+        summary = _fit(cfg, self.data, model, training_rows(cfg, seqs, max_len), max_len, generator, out,
+                       self.device, resume_keys)
+        write_json(out / "summary.json", summary)
+        self.model = model
+        return {"budget_free": self.key(cfg, max_minutes=None), "budget_cut": summary["budget_cut"],
+                "seconds": summary["train_seconds"] + summary["eval_seconds"]}
+
+
 def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device: torch.device) -> Path:
-    """Train (or reuse a finished run of the same options), then write test (and validation) predictions."""
-    ckpt = cfg.checkpoint_path()
-    ckpt.mkdir(parents=True, exist_ok=True)
-    fingerprint = model_fingerprint(cfg, data)
-    summary_path = ckpt / "summary.json"
-    max_len = cfg.max_len or int(data.stats.get("max_history") or 20)
-    generator = seed_everything(cfg.seed)
-    users, seqs = train_sequences(data)
-    model = build_model(cfg, data, max_len, seqs, ckpt, device).to(device)
-    model.trim_padding = cfg.resolved_trim()
-    budget_free = model_fingerprint(dataclasses.replace(cfg, max_minutes=None), data)
-    done = _finished(summary_path, fingerprint, budget_free, cfg.max_minutes)
-    if done and not cfg.force and (ckpt / "best.pt").is_file():
-        log.info("%s: reusing the trained model in %s (same options; --force retrains)", cfg.name, ckpt)
+    """Train (or reuse a finished run of the same options and inputs), then write test (and validation)
+    predictions."""
+    stage = BaselineTraining(data, device)
+    ckpt = run_stage(stage, cfg)
+    model = stage.model
+    if model is None:  # reused
+        model = stage.build(cfg)[0]
         model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device))
-        summary = done
-    else:
-        write_yaml(ckpt / "config.yaml", cfg)
-        summary = _fit(cfg, data, model, training_rows(cfg, seqs, max_len), max_len, generator, ckpt, device,
-                       fingerprint)
-        summary["fingerprint"] = fingerprint
-        summary["budget_free_fingerprint"] = budget_free
+    max_len = cfg.max_len or int(data.stats.get("max_history") or 20)
+    summary_path = ckpt / "summary.json"
+    summary = json.loads(summary_path.read_text())
     model.eval()
     scores = _score_fn(model)
     quick = {}
@@ -136,22 +201,6 @@ def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device:
     if not summary.get("budget_cut"):
         (ckpt / LAST).unlink(missing_ok=True)  # converged: the resume state is no longer needed
     return out
-
-
-def _finished(summary_path: Path, fingerprint: str, budget_free: str, max_minutes: float | None) -> dict | None:
-    """The summary of a finished run this one can reuse: the same options, or the same options but another time
-    budget when that run stopped on its own (early stopping, max epochs) within the new budget."""
-    if not summary_path.is_file():
-        return None
-    try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if summary.get("fingerprint") == fingerprint:
-        return summary
-    minutes = (summary.get("train_seconds", 0) + summary.get("eval_seconds", 0)) / 60
-    converged = summary.get("budget_free_fingerprint") == budget_free and not summary.get("budget_cut", True)
-    return summary if converged and (max_minutes is None or minutes <= max_minutes) else None
 
 
 def _score_fn(model: SequentialRecommender):
@@ -173,9 +222,10 @@ def batch_order(n: int, lengths: torch.Tensor | None, batch_size: int, generator
 
 
 def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender, rows: TrainRows, max_len: int,
-         generator: torch.Generator, ckpt: Path, device: torch.device, fingerprint: str) -> dict:
+         generator: torch.Generator, ckpt: Path, device: torch.device, resume_keys: tuple[str, ...]) -> dict:
     """Train with early stopping; returns the run summary. After every epoch the full training state (weights,
-    optimizer, RNGs, early-stopping counters) goes to ``CKPT/last.pt``, so a killed run resumes where it stopped."""
+    optimizer, RNGs, early-stopping counters) goes to ``CKPT/last.pt`` under ``resume_keys[0]``, so a killed run
+    resumes where it stopped (from a state saved under any of ``resume_keys``)."""
     valid = eval_samples(data, "valid", max_len)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -187,11 +237,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
              "eval_seconds": 0.0}
     best_state = copy.deepcopy(model.state_dict())
     log_path = ckpt / "log.jsonl"
-    # The resume state is keyed without the time budget and the validation protocol, so an interrupted run can go on
-    # under another max_minutes (the budget counts the training and evaluation time of every attempt) or another
-    # exclude_history (training is the same; the best model is re-scored under the new protocol).
-    resume_key = model_fingerprint(dataclasses.replace(cfg, max_minutes=None, exclude_history=False), data)
-    resumed = None if cfg.force else _load_last(ckpt / LAST, resume_key, device)
+    resumed = None if cfg.force else _load_last(ckpt / LAST, resume_keys, device)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -266,7 +312,7 @@ def _fit(cfg: BaselineConfig, data: CanonicalData, model: SequentialRecommender,
             break
         # A run cut by its time budget keeps its resume state: rerun it under a larger budget (or none) to go on.
         with atomic_path(ckpt / LAST) as tmp:
-            torch.save({"fingerprint": resume_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            torch.save({"fingerprint": resume_keys[0], "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state}, tmp)
         if stop:
             break
@@ -300,7 +346,7 @@ def _rescore_best(cfg: BaselineConfig, model: SequentialRecommender, best_state:
                              "valid": metrics}) + "\n")
 
 
-def _load_last(path: Path, fingerprint: str, device: torch.device) -> dict | None:
+def _load_last(path: Path, fingerprints: tuple[str, ...], device: torch.device) -> dict | None:
     """The resume state in ``path`` when it belongs to a run of the same options, else None."""
     if not path.is_file():
         return None
@@ -309,4 +355,4 @@ def _load_last(path: Path, fingerprint: str, device: torch.device) -> dict | Non
     except Exception as e:  # a truncated file from a killed save: start over
         log.warning("ignoring unreadable resume state %s (%s)", path, e)
         return None
-    return last if last.get("fingerprint") == fingerprint else None
+    return last if last.get("fingerprint") in fingerprints else None

@@ -91,14 +91,14 @@ def run_config(args, model: str, fusion: str, seed: int):
 
 
 def cached_record(args, cfg, tag: str, data) -> dict | None:
-    """The stored record of a finished run with exactly these options, else None."""
-    from sidrec.baselines.trainer import model_fingerprint
+    """The stored record of a finished run with exactly these options and inputs, else None."""
+    from sidrec.baselines.trainer import legacy_fingerprint
 
     path = Path(args.work) / "metrics" / f"{tag}.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if record.get("fingerprint") != model_fingerprint(cfg, data):
+    if record.get("fingerprint") not in (run_fingerprint(cfg, data), legacy_fingerprint(cfg, data)):
         return None
     if any(f"HR@{k}" not in record["overall"] for k in KS):  # scored at other cut-offs: re-score, no retraining
         from sidrec.artifacts import write_json
@@ -110,18 +110,24 @@ def cached_record(args, cfg, tag: str, data) -> dict | None:
     return record
 
 
+def run_fingerprint(cfg, data) -> str:
+    """The fingerprint a run's record is cached under: its training stage's (options and input digests)."""
+    from sidrec.baselines.trainer import BaselineTraining
+
+    return BaselineTraining(data, None).fingerprint(cfg)[0]
+
+
 def run_one(args, model: str, fusion: str, seed: int, data) -> dict:
     """Train (or skip when done) and evaluate one run; returns its record."""
     from sidrec.artifacts import write_json
     from sidrec.baselines import train_baseline
-    from sidrec.baselines.trainer import model_fingerprint
     from sidrec.eval import evaluate
 
     cfg, tag = run_config(args, model, fusion, seed)
     record = cached_record(args, cfg, tag, data)
     if record is not None:
         return record
-    fingerprint = model_fingerprint(cfg, data)
+    fingerprint = run_fingerprint(cfg, data)
     metrics_path = Path(args.work) / "metrics" / f"{tag}.json"
     started = time.perf_counter()
     train_baseline(cfg)
