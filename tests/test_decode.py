@@ -420,3 +420,64 @@ def test_model_folders_name_their_sid_table_and_stage(tmp_path):
                                  str(run / "sids"), "--beams", "10", "--topk", "10"])
     assert result.exit_code == 0, result.output
     assert (run / "predictions" / "final.jsonl").is_file()
+
+
+def test_decode_is_a_file_stage_redone_after_new_sids_and_reads_old_sidecars(tmp_path):
+    """`sidrec decode` runs through the stage runner: its marker sits beside the predictions file and keeps the
+    summary the benchmarks read; new SIDs at the same path (the model unchanged) redo it instead of skipping; an
+    old-format sidecar of the same options and inputs is still taken as done, one of other inputs is not."""
+    from click.testing import CliRunner
+
+    from sidrec.artifacts import config_hash
+    from sidrec.cli import cli
+    from sidrec.data.store import load_data
+    from sidrec.decode import DecodeConfig
+    from sidrec.decode.run import DecodeStage, decode_seconds
+    from sidrec.eval.protocol import predictions_exclude_history
+    from sidrec.predictions import read_predictions
+    from sidrec.stage import file_marker, read_marker
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert runner.invoke(cli, ["data", "prepare", "--source", "synthetic", "--n-users", "25", "--n-items", "40",
+                               "--out", str(run / "data")]).exit_code == 0
+    data = load_data(run / "data")
+
+    def write_sids(seed: int) -> None:
+        codes = np.random.default_rng(seed).permutation(6 * 6 * 6)[:len(data.item_ids)]
+        (run / "sids").mkdir(exist_ok=True)
+        (run / "sids" / "sids.json").write_text(json.dumps(
+            {item: [int(c // 36), int(c // 6 % 6), int(c % 6)] for item, c in zip(data.item_ids, codes)}))
+
+    write_sids(0)
+    save_tiny_lm(run / "model", SidTable.load(run / "sids"))
+    out = run / "predictions" / "tiny.jsonl"
+    args = ["decode", "--model", str(run / "model"), "--sids", str(run / "sids"), "--data", str(run / "data"),
+            "--beams", "12", "--topk", "10", "--out", str(out), "--exclude-history"]
+    assert runner.invoke(cli, args).exit_code == 0
+    marker = read_marker(file_marker(out))
+    assert marker.current and marker.stage == "decode" and set(marker.fields["inputs"]) == {"model", "sids", "data"}
+    assert marker.fields["summary"]["samples"] == len(data.split("test")) and decode_seconds(out) > 0
+    assert predictions_exclude_history(out) is True  # the evaluator's protocol check reads the same marker
+    first = [p.items for _, p in read_predictions(out)]
+
+    stamp = out.stat().st_mtime_ns
+    assert runner.invoke(cli, args).exit_code == 0 and out.stat().st_mtime_ns == stamp  # same work: skipped
+    write_sids(1)  # the quantizer was rerun: other SIDs for the same items, the model and options unchanged
+    assert runner.invoke(cli, args).exit_code == 0
+    assert out.stat().st_mtime_ns != stamp and [p.items for _, p in read_predictions(out)] != first
+    assert read_marker(file_marker(out)).fingerprint != marker.fingerprint
+
+    # A sidecar written before the runner (config_hash over the options and the inputs' contents) stays done...
+    cfg = DecodeConfig(model=str(run / "model"), sids=str(run / "sids"), data=str(run / "data"), beams=12,
+                       topk=10, out=str(out), exclude_history=True)
+    legacy = DecodeStage().legacy_view(cfg)
+    file_marker(out).write_text(json.dumps({"stage": "decode", "config_hash": config_hash(legacy), "config": legacy,
+                                            "summary": {"seconds": 1.5}}))
+    stamp = out.stat().st_mtime_ns
+    assert runner.invoke(cli, args).exit_code == 0 and out.stat().st_mtime_ns == stamp
+    assert decode_seconds(out) == 1.5 and predictions_exclude_history(out) is True
+    # ... until its inputs change (its hash then differs): redone, in the new format.
+    write_sids(2)
+    assert runner.invoke(cli, args).exit_code == 0
+    assert out.stat().st_mtime_ns != stamp and read_marker(file_marker(out)).current

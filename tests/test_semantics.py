@@ -213,6 +213,53 @@ def test_changing_fusion_redoes_only_fuse(semantics_dir, tmp_path):
     assert (copy / "text_emb.npy").stat().st_mtime_ns == text_before
 
 
+def test_an_interrupted_run_resumes_without_redoing_finished_parts(semantics_dir, tmp_path, monkeypatch):
+    """The part ledger (_parts.json, written by the stage runner's run_parts): a run killed in `fuse` keeps the
+    parts it finished, and the next run redoes only `fuse`; a ledger from before format 2 ({part: hash}) is read."""
+    import dataclasses
+    import shutil
+
+    from sidrec.semantics import stage as semantics_stage
+    from sidrec.stage import MARKER_FILE, PARTS_FILE, read_marker
+
+    out, cfg = semantics_dir
+    copy = tmp_path / "semantics"
+    shutil.copytree(out, copy)
+    cfg2 = dataclasses.replace(cfg, out=str(copy), max_text_chars=300)  # text and fuse are stale, sensory is not
+
+    def mtimes() -> dict[str, int]:
+        return {f: (copy / f).stat().st_mtime_ns for f in ("sensory_emb.npy", "text_emb.npy", "item_emb.npy")}
+
+    before = mtimes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(semantics_stage, "_run_fuse", killed)
+    with pytest.raises(KeyboardInterrupt):
+        semantics_stage.run_semantics(cfg2)
+    monkeypatch.undo()
+    ledger = json.loads((copy / PARTS_FILE).read_text())
+    assert ledger["format"] == 2 and set(ledger["parts"]) == {"sensory", "text"}  # fuse forgotten, not finished
+    assert read_marker(copy / MARKER_FILE) is None  # the stage is not marked done
+    killed_at = mtimes()
+    assert killed_at["sensory_emb.npy"] == before["sensory_emb.npy"]  # unchanged options: not redone
+    assert killed_at["text_emb.npy"] != before["text_emb.npy"]
+
+    semantics_stage.run_semantics(cfg2)  # resume
+    after = mtimes()
+    assert after["text_emb.npy"] == killed_at["text_emb.npy"]  # finished before the kill: not redone
+    assert after["item_emb.npy"] != killed_at["item_emb.npy"]
+    assert read_marker(copy / MARKER_FILE).current
+
+    # An old ledger ({part: fingerprint}) holds the same fingerprints: its parts count as done.
+    (copy / MARKER_FILE).unlink()
+    (copy / PARTS_FILE).write_text(json.dumps({part: entry["fingerprint"] for part, entry in
+                                               json.loads((copy / PARTS_FILE).read_text())["parts"].items()}))
+    semantics_stage.run_semantics(cfg2)
+    assert mtimes() == after and read_marker(copy / MARKER_FILE).current
+
+
 def test_embed_new_items_matches_catalogue_embedding(semantics_dir, synthetic_data):
     from sidrec.data import load_data
     from sidrec.semantics import embed_new_items
