@@ -84,10 +84,11 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     more, _ = bench.variant_config(capped, "more_data")
     assert more.align == {"sa_init": True, "max_train_samples": 80} and more.grpo["enabled"] is False
     assert bench.make_parser().parse_args(["--config", str(config)]).variants is None  # resolved from the config:
-    assert bench.default_variants(main_cfg) == list(bench.DEFAULT_VARIANTS)
+    variants = bench.variants_of(args)
+    assert bench.default_variants(main_cfg, variants) == ["full", "text_sids", "no_sa_init", "no_ts_align"]
     main_only, _ = bench.variant_config(bench.make_parser().parse_args(
         ["--config", str(config), "--set", "align.ts_align=false"]), "full")
-    assert bench.default_variants(main_only) == ["full", "text_sids", "no_sa_init", "ts_align"]
+    assert bench.default_variants(main_only, variants) == ["full", "text_sids", "no_sa_init", "ts_align"]
 
     # An early-stopped config: ablations train exactly as many steps as the full run did; seed repeats do not.
     early = bench.make_parser().parse_args(["--config", str(config), "--set", "sft.early_stopping_patience=3"])
@@ -100,6 +101,90 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
     seed2, _ = bench.variant_config(early, "seed2")
     assert seed2.sft == {"early_stopping_patience": 3, "seed": 1}
     assert seed2.grpo["seed"] == 1 and seed2.run_dir == str(main_root / "ablations" / "seed2")
+
+
+# The arms as they were written in code before they became configs/variants/ablations.yaml: the shipped file must
+# give the same names, the same effective settings and the same row labels, so the existing pages stay reproducible.
+OLD_ARMS = {
+    "full": {},
+    "text_sids": {"quantize.embedding": "text", "grpo.enabled": False},
+    "no_sa_init": {"align.sa_init": False, "grpo.enabled": False},
+    "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
+    "ts_align": {"align.ts_align": True, "grpo.enabled": False},
+    "more_data": {"align.max_train_samples": 2 * 40, "grpo.enabled": False},
+    "rq_kmeans": {"quantize.method": "rq-kmeans", "quantize.collision": "reassign", "grpo.enabled": False},
+    "dedup_level": {"quantize.method": "rqvae", "quantize.collision": "extra_level", "grpo.enabled": False},
+    "reassign": {"quantize.method": "rqvae", "quantize.collision": "reassign", "grpo.enabled": False},
+    "seed2": {"sft.seed": 5 + 1, "grpo.seed": 5 + 1},
+    "seed3": {"sft.seed": 5 + 2, "grpo.seed": 5 + 2},
+}
+OLD_LABELS = {
+    "full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
+    "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
+    "no_ts_align/sft": "generative: SFT, no TS-Align", "ts_align/sft": "generative: SFT, with TS-Align",
+    "more_data/sft": "generative: SFT, 2x training examples", "rq_kmeans/sft": "generative: SFT, rq-kmeans SIDs",
+    "dedup_level/sft": "generative: SFT, 4th SID level for collisions",
+    "reassign/sft": "generative: SFT, colliding items reassigned"}
+
+
+def test_shipped_variants_are_the_arms_the_pages_were_made_with(tmp_path):
+    import yaml
+
+    from sidrec.benchmark import pipeline as bench
+
+    config = tmp_path / "cfg.yaml"
+    base = {"run_dir": str(tmp_path / "run"), "seed": 5, "quantize": {"levels": 2, "method": "rq-kmeans"},
+            "align": {"max_train_samples": 40}, "sft": {"num_train_epochs": 1}}
+    config.write_text(yaml.safe_dump(base))
+    args = bench.make_parser().parse_args(["--config", str(config)])
+    variants = bench.variants_of(args)
+    assert list(variants) == list(OLD_ARMS)  # the same names, in the same order (the page's row order)
+    assert bench.labels_of(args) == OLD_LABELS
+    assert [n for n, v in variants.items() if v.seed_repeat] == ["seed2", "seed3"]
+    for name, changes in OLD_ARMS.items():
+        expected = yaml.safe_load(yaml.safe_dump(base))
+        for key, value in changes.items():
+            section, option = key.split(".")
+            expected.setdefault(section, {})[option] = value
+        expected["run_dir"] = base["run_dir"] if name == "full" else f"{base['run_dir']}/ablations/{name}"
+        cfg, _ = bench.variant_config(args, name, check=True)
+        got = {k: v for k, v in vars(cfg).items() if k in expected}
+        assert got == expected, name
+
+
+def test_a_misspelled_variant_key_is_an_error_naming_the_file_and_the_key(tmp_path):
+    """A variants file is checked when it is read (its own keys, the sections it overrides) and each arm's
+    overrides are resolved before the first arm trains: nothing runs, no run folder is made."""
+    import yaml
+
+    from sidrec.benchmark import pipeline as bench
+    from sidrec.benchmark.variants import load_variants
+    from sidrec.errors import ConfigError
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "data": {"source": "synthetic"}}))
+    arms = tmp_path / "arms.yaml"
+    arms.write_text(yaml.safe_dump({"variants": {
+        "full": {"default": True}, "sids": {"sett": {"quantize.embedding": "text"}},
+        "sections": {"set": {"quantise.method": "rqvae"}, "labels": {"sfft": "x"}}}}))
+    with pytest.raises(ConfigError) as err:
+        load_variants(arms)
+    message = str(err.value)
+    assert str(arms) in message and "variants.sids: unknown key 'sett'" in message
+    assert "'quantise.method': unknown section 'quantise'" in message and "unknown model 'sfft'" in message
+
+    arms.write_text(yaml.safe_dump({"variants": {"full": {"default": True}, "text_sids": {
+        "set": {"quantize": {"embeding": "text"}, "grpo.enabled": False}}}}))
+    args = bench.make_parser().parse_args(["--config", str(config), "--variants-file", str(arms),
+                                           "--variants", "full", "text_sids"])
+    with pytest.raises(ConfigError) as err:
+        bench.train(args)
+    message = str(err.value)
+    assert str(arms) in message and "variants.text_sids: quantize: unknown option 'embeding'" in message
+    assert not (tmp_path / "run").exists()  # checked before the full run started
+    with pytest.raises(SystemExit, match="--variants nope: not in"):
+        bench.variants_of(bench.make_parser().parse_args(["--config", str(config), "--variants-file", str(arms),
+                                                          "--variants", "nope"]))
 
 
 def test_bench_baselines_runs_id_models_without_semantics_and_reuses_finished_runs(synthetic_data, tmp_path, capsys):

@@ -190,6 +190,14 @@ def test_every_shipped_config_resolves(path, monkeypatch):
         args = module.make_parser().parse_dict({**text, "use_cpu": True, "bf16": False}, allow_extra_keys=False)
         problems = args[0].problems(args[1])
         assert not problems, problems
+    elif part == "variants":  # ablation arms: read, and each one's overrides resolve on a shipped pipeline config
+        from sidrec.benchmark.variants import check_overrides, load_variants
+
+        monkeypatch.chdir(ROOT)
+        base = yaml.safe_load((ROOT / "configs" / "industrial.yaml").read_text())
+        base.setdefault("align", {}).setdefault("max_train_samples", 1000)  # more_data doubles the config's cap
+        for variant in load_variants(ROOT / path).values():
+            check_overrides(variant, base)
     else:
         pytest.fail(f"no check for configs/{part}")
 

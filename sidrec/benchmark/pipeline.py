@@ -1,7 +1,9 @@
 """Benchmark one dataset end to end: the generative pipeline and its ablations beside the baselines, in one table.
 
 The pipeline config (e.g. ``configs/scientific.yaml``) is run as written (``full``: SFT, then GRPO) and once per
-ablation, each changing one thing from it and stopping after SFT:
+ablation, each changing one thing from it and stopping after SFT. The arms are data, not code: named override sets
+in ``configs/variants/ablations.yaml`` (``--variants-file`` takes another; :mod:`sidrec.benchmark.variants` reads
+and checks it). The shipped ones:
 
     full         the config as written; gives the rows "SFT+GRPO" and "SFT" (the GRPO on/off ablation)
     text_sids    SIDs quantized from the text embedding alone (no sensory part): the SID-source ablation
@@ -36,7 +38,6 @@ How to run it: ``scripts/bench_pipeline.py`` (its docstring has the commands).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import shlex
@@ -46,32 +47,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sidrec.benchmark.variants import DEFAULT_FILE, Variant, check_overrides, load_variants, set_dotted
+
 KS = (5, 10, 20)
 GROUPS = ("head_items", "tail_items", "head_users", "tail_users")
-VARIANTS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "text_sids": {"quantize.embedding": "text", "grpo.enabled": False},
-    "no_sa_init": {"align.sa_init": False, "grpo.enabled": False},
-    "no_ts_align": {"align.ts_align": False, "grpo.enabled": False},
-    "ts_align": {"align.ts_align": True, "grpo.enabled": False},
-    # Opt-in, for configs that cap the next-item samples (CPU budgets): twice the cap, the rest as is.
-    "more_data": {"align.max_train_samples": lambda n: 2 * n, "grpo.enabled": False},  # alignment tasks scale too
-    # The SID comparison (each arm names both choices, whatever the config's own):
-    "rq_kmeans": {"quantize.method": "rq-kmeans", "quantize.collision": "reassign", "grpo.enabled": False},
-    "dedup_level": {"quantize.method": "rqvae", "quantize.collision": "extra_level", "grpo.enabled": False},
-    "reassign": {"quantize.method": "rqvae", "quantize.collision": "reassign", "grpo.enabled": False},
-    "seed2": {"sft.seed": ("seed", 1), "grpo.seed": ("seed", 1)},
-    "seed3": {"sft.seed": ("seed", 2), "grpo.seed": ("seed", 2)},
-}
-SEED_VARIANTS = ("seed2", "seed3")
-DEFAULT_VARIANTS = ("full", "text_sids", "no_sa_init", "no_ts_align")
-LABELS = {"full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
-          "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
-          "no_ts_align/sft": "generative: SFT, no TS-Align", "ts_align/sft": "generative: SFT, with TS-Align",
-          "more_data/sft": "generative: SFT, 2x training examples",
-          "rq_kmeans/sft": "generative: SFT, rq-kmeans SIDs", "dedup_level/sft": "generative: SFT, 4th SID level "
-                                                                              "for collisions",
-          "reassign/sft": "generative: SFT, colliding items reassigned"}
 SHARED = (("prepare", "data"), ("semantics", "semantics"), ("quantize", "sids"))
 
 log = logging.getLogger("bench_pipeline")
@@ -82,9 +61,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="pipeline YAML (e.g. configs/scientific.yaml)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                    help="overrides for every variant, e.g. sft.num_train_epochs=2 model.tiny.hidden_size=128")
-    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None,
-                   help=f"variants to train (finished ones are skipped); default {' '.join(DEFAULT_VARIANTS)}, "
-                        f"with ts_align instead of no_ts_align when the config trains the main task only")
+    p.add_argument("--variants", nargs="*", default=None,
+                   help="variants to train (finished ones are skipped), names from --variants-file; default: those "
+                        "it marks default (full text_sids no_sa_init no_ts_align), with ts_align instead of "
+                        "no_ts_align when the config trains the main task only")
+    p.add_argument("--variants-file", default=str(DEFAULT_FILE),
+                   help="YAML file of the ablation arms (a 'variants:' mapping of named overrides)")
     p.add_argument("--report-only", action="store_true", help="train nothing; score what exists")
     p.add_argument("--no-report", action="store_true", help="train only")
     p.add_argument("--baselines-work", nargs="+", default=[], metavar="[LABEL=]DIR",
@@ -99,21 +81,24 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _get(tree: dict, dotted: str) -> Any:
-    node: Any = tree
-    for key in dotted.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
+def variants_of(args) -> dict[str, Variant]:
+    """The arms of ``args.variants_file`` (read and checked once); SystemExit naming an unknown ``--variants``."""
+    key = str(Path(getattr(args, "variants_file", None) or DEFAULT_FILE).resolve())
+    if key not in _LOADED:
+        _LOADED[key] = load_variants(key)
+    found = _LOADED[key]
+    unknown = [name for name in (getattr(args, "variants", None) or []) if name not in found]
+    if unknown:
+        raise SystemExit(f"--variants {' '.join(unknown)}: not in {key} (it has {', '.join(found)})")
+    return found
 
 
-def _set(tree: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise SystemExit(f"--set {dotted}: {key} is not a section")
-    node[leaf] = value
+_LOADED: dict[str, dict[str, Variant]] = {}
+
+
+def labels_of(args) -> dict[str, str]:
+    """``{"<variant>/<model>": row name}`` of every arm's decoded models (sft, grpo) that the page shows."""
+    return {f"{name}/{model}": label for name, v in variants_of(args).items() for model, label in v.labels.items()}
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -128,28 +113,26 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def variant_config(args, name: str):
-    """The PipelineConfig of one variant (the main run's for ``full``)."""
+def variant_config(args, name: str, check: bool = False):
+    """The PipelineConfig of one variant (the main run's for ``full``) and the main run's folder. ``check``
+    resolves every section with the variant's overrides first (an unknown key is an error naming the variants
+    file, the variant and the key)."""
     import yaml
 
     from sidrec.config import resolve
     from sidrec.pipeline import PipelineConfig
 
+    variant = variants_of(args)[name]
     raw = yaml.safe_load(Path(args.config).read_text())
-    tree = copy.deepcopy(raw)
-    for key, value in [*parse_sets(args.set).items(), *VARIANTS[name].items()]:  # --set first, then the variant
-        if callable(value):  # a change relative to the config's own value
-            current = _get(tree, key)
-            if current is None:
-                raise SystemExit(f"variant {name}: {args.config} sets no {key} to change")
-            value = value(current)
-        elif isinstance(value, tuple):  # (other key, offset): that key's value plus an offset
-            value = int(_get(tree, value[0]) or 0) + value[1]
-        _set(tree, key, value)
+    for key, value in parse_sets(args.set).items():  # --set first, then the variant
+        set_dotted(raw, key, value)
+    if check:
+        check_overrides(variant, raw, args.config)
+    tree = variant.apply(raw, args.config)
     main_root = Path(tree.get("run_dir", "runs/demo"))
     if name != "full":
         tree["run_dir"] = str(main_root / "ablations" / name)
-        if name not in SEED_VARIANTS and (tree.get("sft") or {}).get("early_stopping_patience") is not None:
+        if not variant.seed_repeat and (tree.get("sft") or {}).get("early_stopping_patience") is not None:
             # Equal optimisation steps in every arm: an ablation trains exactly as many steps as the full run did
             # (early stopping off; the best validation checkpoint within them is still kept).
             summary = main_root / "sft" / "sft_summary.json"
@@ -195,18 +178,27 @@ def decode_sft_too(cfg) -> Path:
     return out
 
 
-def default_variants(cfg) -> list[str]:
-    """DEFAULT_VARIANTS, with the TS-Align arm turned around when the config trains the main task only."""
+def default_variants(cfg, variants: dict[str, Variant]) -> list[str]:
+    """The variants marked default, with the TS-Align arm turned around when the config trains the main task
+    only."""
     ts_align = cfg.align.get("ts_align", True)
-    return [v if ts_align or v != "no_ts_align" else "ts_align" for v in DEFAULT_VARIANTS]
+    return [v if ts_align or v != "no_ts_align" else "ts_align" for v, spec in variants.items() if spec.default]
 
 
 def train(args) -> None:
+    import yaml
+
     from sidrec.pipeline import Run, _model_source, run_pipeline
 
+    variants = variants_of(args)
     main_cfg, _ = variant_config(args, "full")
     if args.variants is None:
-        args.variants = default_variants(main_cfg)
+        args.variants = default_variants(main_cfg, variants)
+    raw = yaml.safe_load(Path(args.config).read_text())
+    for key, value in parse_sets(args.set).items():
+        set_dotted(raw, key, value)
+    for name in args.variants:  # every arm's overrides resolve before the first one trains
+        check_overrides(variants[name], raw, args.config)
     for name in args.variants:
         cfg, _ = variant_config(args, name)
         started = time.perf_counter()
@@ -216,7 +208,7 @@ def train(args) -> None:
             run_pipeline(cfg, until="decode")
             if cfg.grpo.get("enabled", True):
                 decode_sft_too(cfg)
-        elif name in SEED_VARIANTS:
+        elif variants[name].seed_repeat:
             link_shared(main_cfg, cfg)
             run_pipeline(cfg, until="decode")
             if cfg.grpo.get("enabled", True):
@@ -233,7 +225,8 @@ def train(args) -> None:
 def _generative_predictions(args) -> dict[str, tuple[Path, Path]]:
     """{label: (predictions, run root)} of every generative model decoded so far."""
     found = {}
-    for name in VARIANTS:
+    labels = labels_of(args)
+    for name in variants_of(args):
         try:
             cfg, _ = variant_config(args, name)
         except SystemExit:  # an opt-in variant this config cannot express
@@ -242,7 +235,7 @@ def _generative_predictions(args) -> dict[str, tuple[Path, Path]]:
         for model in ("grpo", "sft"):
             path = root / "predictions" / f"{model}.jsonl"
             key = f"{name}/{model}"
-            if key in LABELS and path.is_file():
+            if key in labels and path.is_file():
                 found[key] = (path, root)
     return found
 
@@ -250,7 +243,7 @@ def _generative_predictions(args) -> dict[str, tuple[Path, Path]]:
 def _seed_runs(args) -> dict[str, list[tuple[Path, Path]]]:
     """{"grpo"|"sft": [(predictions, run root)]} of the seed2/seed3 repeats of the full run decoded so far."""
     found: dict[str, list[tuple[Path, Path]]] = {}
-    for name in SEED_VARIANTS:
+    for name in [n for n, v in variants_of(args).items() if v.seed_repeat]:
         root = Path(variant_config(args, name)[0].run_dir)
         for model in ("grpo", "sft"):
             path = root / "predictions" / f"{model}.jsonl"
@@ -336,7 +329,7 @@ def _check_sids(root: Path) -> dict[str, Any]:
     return {"items": table.n_items, "unique_sids": len(table.sid_to_item)}
 
 
-def _paired_vs_sft(generative: dict, data, split: str) -> dict[str, dict]:
+def _paired_vs_sft(generative: dict, labels: dict[str, str], data, split: str) -> dict[str, dict]:
     """Each generative model's change vs the full SFT model, per metric, with a paired t-test p-value."""
     from sidrec.eval.evaluator import aligned_ranks
     from sidrec.eval.metrics import per_sample_metrics
@@ -345,7 +338,7 @@ def _paired_vs_sft(generative: dict, data, split: str) -> dict[str, dict]:
     if "full/sft" not in generative:
         return {}
     per = {key: per_sample_metrics(aligned_ranks(path, data, split)[0], KS) for key, (path, _) in generative.items()}
-    return {LABELS[key]: paired_delta(per[key], per["full/sft"]) for key in per if key != "full/sft"}
+    return {labels[key]: paired_delta(per[key], per["full/sft"]) for key in per if key != "full/sft"}
 
 
 def report(args) -> dict:
@@ -360,6 +353,7 @@ def report(args) -> dict:
     exclude_history = bool(main_cfg.decode.get("exclude_history", False))
     data = load_data(main_root / "data")
     rows: dict[str, dict] = {}
+    labels = labels_of(args)
     generative = _generative_predictions(args)
     if not generative:
         raise SystemExit(f"no generative predictions under {main_root}: train the variants first")
@@ -367,12 +361,12 @@ def report(args) -> dict:
     seeds = _seed_runs(args)
     for key, (path, root) in generative.items():
         runs = [(path, root)] + (seeds.get(key.split("/")[1], []) if key.startswith("full/") else [])
-        rows[LABELS[key]] = {**mean_over_seeds([evaluate(p, data, split=split, ks=KS) for p, _ in runs]),
+        rows[labels[key]] = {**mean_over_seeds([evaluate(p, data, split=split, ks=KS) for p, _ in runs]),
                              "kind": "generative", "seeds": len(runs)}
         summary = root / "sft" / "sft_summary.json"
         sft = json.loads(summary.read_text()) if summary.is_file() else {}
         align = json.loads((root / "align" / "stats.json").read_text())
-        details[key] = {"sids": _check_sids(root), "sid_embedding": variant_config(args, key.split("/")[0])[0].quantize.get("embedding", "item"),
+        details[key] = {"label": labels[key], "sids": _check_sids(root), "sid_embedding": variant_config(args, key.split("/")[0])[0].quantize.get("embedding", "item"),
                         "sa_init": align.get("sa_init"), "train_per_task": align["dataset"]["train"]["per_task"],
                         "prompt_format": align.get("prompt_format", "instruction"),
                         "sft": {k: sft.get(k) for k in ("global_step", "train_examples", "train_seconds",
@@ -407,7 +401,7 @@ def report(args) -> dict:
                                                          if r.get("trainable_parameters")), None)}
         if name.partition(" (")[0] not in FLOORS:
             baseline_paths[name] = [path for _, path, _ in runs]
-    paired = _paired_vs_sft(generative, data, split)
+    paired = _paired_vs_sft(generative, labels, data, split)
     paired_baselines = _paired_vs_best_baseline(baseline_paths, data, split)
     best_fusion = {}
     for name in baselines:
@@ -418,7 +412,7 @@ def report(args) -> dict:
             score = sum(v or 0 for v in baselines[name]["valid_ndcg@10"]) / len(baselines[name]["valid_ndcg@10"])
             if score > best_fusion.get(model, ("", -1.0))[1]:
                 best_fusion[model] = (fusion, score)
-    head = LABELS["full/grpo"] if LABELS["full/grpo"] in rows else next(iter(rows))
+    head = labels.get("full/grpo") if labels.get("full/grpo") in rows else next(iter(rows))
     ratio = {}
     for ref in ("sasrec_id", f"sasrec_{best_fusion.get('sasrec', ('',))[0]}", "bsarec_id"):
         if ref in rows:
@@ -478,15 +472,15 @@ def markdown(r: dict) -> str:
                                "samples; per-sample metrics averaged over seeds):", v["rows"])
     lines += ["", "Cost of every trained row (2-core CPU unless the header says otherwise):", "",
               "| model | parameters | epochs | wall time (min) | tokens/s |", "|---|---|---|---|---|"]
-    for key, g in r["generative"].items():
+    for g in r["generative"].values():
         s = g["sft"]
         minutes = (s.get("total_train_seconds") or s.get("train_seconds") or 0) / 60
         epochs = f"{s['epochs']:.1f}" if s.get("epochs") is not None else ""
         rate = _tokens_per_second(s)
-        lines.append(f"| {LABELS[key]} | {s.get('n_parameters') or 0:,} | {epochs} | {minutes:.1f} (SFT) | {rate} |")
+        lines.append(f"| {g['label']} | {s.get('n_parameters') or 0:,} | {epochs} | {minutes:.1f} (SFT) | {rate} |")
         for run in g.get("seed_runs", []):
             run_epochs = f"{run['epochs']:.1f}" if run.get("epochs") is not None else ""
-            lines.append(f"| {LABELS[key]}, {Path(run['run']).name} | {s.get('n_parameters') or 0:,} | {run_epochs} "
+            lines.append(f"| {g['label']}, {Path(run['run']).name} | {s.get('n_parameters') or 0:,} | {run_epochs} "
                          f"| {(run.get('total_train_seconds') or 0) / 60:.1f} (SFT) | {run.get('tokens_per_second')} |")
     for name, b in r["baselines"].items():
         seconds = [t for t in b.get("train_seconds", []) if t]
@@ -494,9 +488,9 @@ def markdown(r: dict) -> str:
             lines.append(f"| {name} | {b.get('trainable_parameters') or 0:,} | | "
                          f"{sum(seconds) / len(seconds) / 60:.1f} (mean of {len(seconds)}) | |")
     lines += ["", "Generative models:", ""]
-    for key, g in r["generative"].items():
+    for g in r["generative"].values():
         s = g["sft"]
-        lines.append(f"- {LABELS[key]}: `{g.get('prompt_format', 'instruction')}` prompt format; SIDs from the "
+        lines.append(f"- {g['label']}: `{g.get('prompt_format', 'instruction')}` prompt format; SIDs from the "
                      f"`{g['sid_embedding']}` embedding, {g['sids']['unique_sids']} "
                      f"unique SIDs for {g['sids']['items']} items; SA-Init {g['sa_init']}; training examples "
                      f"{g['train_per_task']}; SFT {s.get('global_step')} steps, "
