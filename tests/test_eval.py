@@ -150,6 +150,30 @@ def test_cli_evaluate_writes_metrics(synthetic_data, tmp_path):
     assert set(m["groups"]) == {"head_items", "tail_items", "head_users", "tail_users"}
 
 
+def test_cli_evaluate_limit_scores_the_first_samples_and_says_so(synthetic_data, tmp_path):
+    """`sidrec evaluate --limit N` scores the first N samples of the split (what `sidrec decode --limit N` wrote):
+    a file holding only those passes without --allow-missing, and the report states the subset."""
+    from click.testing import CliRunner
+
+    from sidrec.cli import cli
+
+    data = load_data(synthetic_data)
+    n = len(data.split("valid"))
+    p = _oracle_predictions(data, "valid", tmp_path / "p.jsonl", hit_every=3,
+                            extra=lambda preds: preds.__delitem__(slice(7, None)))  # a smoke decode of 7 samples
+    out = tmp_path / "m.json"
+    args = ["evaluate", "--predictions", str(p), "--data", str(synthetic_data), "--split", "valid", "--out", str(out)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code != 0 and f"{n - 7} of {n} valid samples have no prediction" in str(r.exception)
+    r = CliRunner().invoke(cli, args + ["--limit", "7"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(out.read_text())
+    assert m["n_samples"] == 7 and m["limit"] == 7 and m["split_samples"] == n
+    assert m["overall"]["HR@1"] == pytest.approx(3 / 7)  # rows 0, 3 and 6 hit
+    assert f"first 7 of {n} samples" in " ".join(r.output.split())
+    assert CliRunner().invoke(cli, args + ["--limit", "0"]).exit_code != 0
+
+
 def test_seed_means_use_the_sample_std_and_paired_tests_agree_with_scipy():
     from scipy import stats as sps
 

@@ -35,6 +35,7 @@ def evaluate(config_path, overrides) -> None:
     \b
     sidrec evaluate --predictions runs/demo/predictions/popularity.jsonl --data runs/demo/data --split test \\
         --out runs/demo/metrics/popularity.json
+    sidrec evaluate --predictions runs/demo/predictions/sft.jsonl --data runs/demo/data --limit 500  # a smoke run
     """
     from rich.console import Console
 
@@ -43,10 +44,13 @@ def evaluate(config_path, overrides) -> None:
 
     cfg = resolve(EvalConfig, config_path, overrides, section="evaluate")
     metrics = run_evaluate(cfg.predictions, cfg.data, cfg.split, cfg.ks, cfg.head_item_frac, cfg.head_user_frac,
-                           cfg.allow_missing)
+                           cfg.allow_missing, cfg.limit)
     if cfg.out:
         write_json(cfg.out, metrics)
-    Console(width=max(120, Console().width)).print(metrics_table(metrics, f"{Path(cfg.predictions).name} on {cfg.split}"))
+    title = f"{Path(cfg.predictions).name} on {cfg.split}"
+    if "limit" in metrics:
+        title += f", first {metrics['n_samples']} of {metrics['split_samples']} samples (--limit {cfg.limit})"
+    Console(width=max(120, Console().width)).print(metrics_table(metrics, title))
     if metrics["n_missing"]:
         click.secho(f"{metrics['n_missing']} samples had no prediction and count as misses", fg="yellow")
 

@@ -35,9 +35,13 @@ class EvalConfig:
     head_item_frac: float = opt(0.2, "fraction of items (by training popularity) that are 'head'")
     head_user_frac: float = opt(0.2, "fraction of users (by training-sequence length) that are 'head'")
     allow_missing: bool = opt(False, "count samples without a prediction as misses instead of failing")
+    limit: int | None = opt(None, "score only the first N samples of the split, in split order (one per user under "
+                                  "leave-one-out): the predictions of `sidrec decode --limit N`; the report says so")
 
     def problems(self) -> list[str]:
         p = []
+        if self.limit is not None and self.limit < 1:
+            p.append("limit: must be >= 1")
         if not self.ks or any(k < 1 for k in self.ks):
             p.append("ks: every K must be >= 1")
         for name in ("head_item_frac", "head_user_frac"):
@@ -113,7 +117,8 @@ def evaluate(predictions: str | Path, data: str | Path | CanonicalData, split: s
              ks: Sequence[int] = DEFAULT_KS, head_item_frac: float = 0.2, head_user_frac: float = 0.2,
              allow_missing: bool = False, limit: int | None = None) -> dict[str, Any]:
     """Score a predictions file (on the first ``limit`` samples of the split when given). Returns
-    ``{"overall": {...}, "groups": {...}, "n_samples": N, ...}``."""
+    ``{"overall": {...}, "groups": {...}, "n_samples": N, ...}``, with ``limit`` and ``split_samples`` (the split's
+    size) when only the first ``limit`` samples were scored."""
     data = data if isinstance(data, CanonicalData) else load_data(data)
     ranks, info = aligned_ranks(predictions, data, split, allow_missing, limit)
     per_sample = per_sample_metrics(ranks, ks)
@@ -126,6 +131,7 @@ def evaluate(predictions: str | Path, data: str | Path | CanonicalData, split: s
     for name, mask in (("head_items", is_head_item), ("tail_items", ~is_head_item),
                        ("head_users", is_head_user), ("tail_users", ~is_head_user)):
         groups[name] = {"n_samples": int(mask.sum()), **summarize(per_sample, mask)}
-    return {"overall": summarize(per_sample), "groups": groups, **info, "split": split,
+    subset = {"limit": limit, "split_samples": len(data.split(split))} if limit is not None else {}
+    return {"overall": summarize(per_sample), "groups": groups, **info, "split": split, **subset,
             "predictions": str(predictions), "data": str(data.root),
             "thresholds": {"head_item_frac": head_item_frac, "head_user_frac": head_user_frac}}
