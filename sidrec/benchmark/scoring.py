@@ -18,7 +18,7 @@ def decode_model(model_dir: str | Path, run: str | Path, split: str, out: str | 
                  limit: int | None = None, max_history: int | None = None) -> tuple[Path, float | None]:
     """Write ``model_dir``'s predictions on ``split`` of ``RUN/data`` (SIDs: ``RUN/sids``) to ``out``: constrained
     beam search, torch backend, float32 on the CPU (how these benchmarks have always scored). Returns the file and
-    the decoding seconds its ``sidrec decode`` sidecar records (of the call that made it)."""
+    the decoding seconds its ``sidrec decode`` marker records (of the call that made it)."""
     from sidrec.decode import DecodeConfig, run_decode
     from sidrec.decode.run import decode_seconds
 
