@@ -131,22 +131,22 @@ class BaselineTraining(Stage[BaselineConfig]):
         epochs) within this budget. A ``summary.json`` from before the marker is read with its own fingerprints."""
         if not (cfg.checkpoint_path() / "best.pt").is_file():
             return False
+        try:  # the training time it took (kept out of the marker, which stays the same from run to run)
+            summary = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
+        except (OSError, ValueError):
+            return False
         if marker is not None and marker.current:
             record = marker.fields.get("summary") or {}
             budget_free, wanted = record.get("budget_free"), self.key(cfg, max_minutes=None)
-            seconds = record.get("seconds", 0)
         else:
-            try:
-                record = json.loads((cfg.checkpoint_path() / "summary.json").read_text())
-            except (OSError, ValueError):
-                return False
+            record = summary
             if record.get("fingerprint") == legacy_fingerprint(cfg, self.data):
                 return True
             budget_free = record.get("budget_free_fingerprint")
             wanted = legacy_fingerprint(dataclasses.replace(cfg, max_minutes=None), self.data)
-            seconds = record.get("train_seconds", 0) + record.get("eval_seconds", 0)
+        minutes = (summary.get("train_seconds", 0) + summary.get("eval_seconds", 0)) / 60
         converged = budget_free == wanted and not record.get("budget_cut", True)
-        return converged and (cfg.max_minutes is None or seconds / 60 <= cfg.max_minutes)
+        return converged and (cfg.max_minutes is None or minutes <= cfg.max_minutes)
 
     def build(self, cfg: BaselineConfig) -> tuple[SequentialRecommender, torch.Generator, list[list[int]], int]:
         max_len = cfg.max_len or int(self.data.stats.get("max_history") or 20)
@@ -169,8 +169,7 @@ class BaselineTraining(Stage[BaselineConfig]):
                        self.device, resume_keys)
         write_json(out / "summary.json", summary)
         self.model = model
-        return {"budget_free": self.key(cfg, max_minutes=None), "budget_cut": summary["budget_cut"],
-                "seconds": summary["train_seconds"] + summary["eval_seconds"]}
+        return {"budget_free": self.key(cfg, max_minutes=None), "budget_cut": summary["budget_cut"]}
 
 
 def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device: torch.device) -> Path:
