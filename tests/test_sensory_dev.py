@@ -173,3 +173,19 @@ def test_non_circular_check_scores_held_out_values_apart():
     assert s["seen"]["value"]["f1"] >= 0.8
     assert s["held_out"]["value"]["recall"] < s["seen"]["value"]["recall"] - 0.3
     assert s["all"]["value"]["n_gold"] == sum(len(a) for a in truth.values())
+
+
+def test_sensory_pages_say_whether_their_figures_repeat(tmp_path, shared_data):
+    """Both sensory benchmarks write through ``write_report``: a regenerated page keeps its Reproducibility
+    section (issue 22) and its JSON the same note."""
+    import json
+
+    from sidrec.benchmark import sensory_dev, sensory_synthetic
+
+    sensory_synthetic.main(sensory_synthetic.make_parser().parse_args(
+        ["--seeds", "0", "--n-items", "30", "--n-users", "50", "--out", str(tmp_path)]))
+    sensory_dev.main(sensory_dev.make_parser().parse_args(
+        ["--shared-data", str(shared_data), "--out", str(tmp_path), "--name", "dev_x", "--compare", ""]))
+    for stem in ("sensory_synthetic", "dev_x"):
+        note = json.loads((tmp_path / f"{stem}.json").read_text())["reproducibility"]
+        assert (tmp_path / f"{stem}.md").read_text().endswith(f"\n\n## Reproducibility\n\n{note}\n")

@@ -138,6 +138,7 @@ def render(result: dict, before: dict | None) -> str:
 
 
 def main(args: argparse.Namespace) -> dict:
+    from sidrec.benchmark import write_report
     from sidrec.semantics.devset import load_dev_set
 
     units = load_dev_set(args.labels, args.shared_data)
@@ -153,10 +154,7 @@ def main(args: argparse.Namespace) -> dict:
     compare = Path(args.compare)
     before = json.loads(compare.read_text()) if args.compare and compare.is_file() and \
         compare.stem != args.name else None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / f"{args.name}.md").write_text(render(result, before))
+    write_report(args.out, args.name, result, render(result, before))
     for level in ("per_unit", "per_item"):
         s = scores[level]
         print(f"{level}: facet P {s['facet']['precision']:.3f} R {s['facet']['recall']:.3f} F1 "

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
-from pathlib import Path
 
 from sidrec.benchmark import ROOT
 
@@ -56,7 +54,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    from sidrec.benchmark import git_commit
+    from sidrec.benchmark import git_commit, write_report
 
     runs = [run_seed(s, args) for s in args.seeds]
     commit = git_commit(None)
@@ -83,9 +81,6 @@ def main(args: argparse.Namespace) -> dict:
               "columns are closer to honest, and the held-out columns are the honest synthetic number for values "
               "the lexicon has never seen. Synthetic text is still not real text: the hand-labelled development "
               "set (`sensory_dev.md`) and the hidden All_Beauty set of issue 19 are the measures that count."]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sensory_synthetic.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "sensory_synthetic.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out, "sensory_synthetic", result, "\n".join(lines))
     print("\n".join(lines[8:8 + len(runs)]))
     return result
