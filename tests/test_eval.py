@@ -134,6 +134,24 @@ def test_compare_table_pvalues_and_plot(synthetic_data, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_compare_tells_same_named_files_apart_and_rejects_bad_names(synthetic_data, tmp_path):
+    """Two runs' ``predictions/sft.jsonl`` get names from their paths (not a crash on equal stems); names that do not
+    fit the files are a usage error (exit 2) naming the problem, not a traceback."""
+    from click.testing import CliRunner
+
+    from sidrec.cli import cli
+
+    data = load_data(synthetic_data)
+    a = _oracle_predictions(data, "test", tmp_path / "run_a" / "predictions" / "sft.jsonl", hit_every=1)
+    b = _oracle_predictions(data, "test", tmp_path / "run_b" / "predictions" / "sft.jsonl", hit_every=7)
+    res = compare([a, b], data, "test")
+    assert list(res["rows"]) == ["run_a/predictions/sft", "run_b/predictions/sft"]
+    assert res["rows"]["run_a/predictions/sft"]["HR@10"] == 1.0 > res["rows"]["run_b/predictions/sft"]["HR@10"]
+    for names, message in (("x,x", "must be unique"), ("only_one", "1 model names for 2")):
+        r = CliRunner().invoke(cli, ["compare", str(a), str(b), "--data", str(synthetic_data), "--names", names])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
 def test_cli_evaluate_writes_metrics(synthetic_data, tmp_path):
     from click.testing import CliRunner
 

@@ -59,7 +59,7 @@ def evaluate(config_path, overrides) -> None:
 @click.argument("predictions", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="RUN/data folder.")
 @click.option("--split", default="test", show_default=True, help="Split to compare on.")
-@click.option("--names", default=None, help="Comma-separated model names (default: file stems).")
+@click.option("--names", default=None, help="Comma-separated model names (default: file stems, with as much of the path as tells them apart).")
 @click.option("--reference", default=None, help="Model the others are tested against (default: the first).")
 @click.option("--test", "test_kind", type=click.Choice(["ttest", "bootstrap"]), default="ttest", show_default=True,
               help="Paired significance test over samples.")
@@ -76,8 +76,11 @@ def compare(predictions, data, split, names, reference, test_kind, out, plot, al
     from sidrec.eval.compare import compare as run_compare
     from sidrec.eval.compare import plot_bars, to_markdown
 
-    result = run_compare(predictions, data, split, names.split(",") if names else None, reference, test_kind,
-                         allow_missing=allow_missing)
+    try:
+        result = run_compare(predictions, data, split, names.split(",") if names else None, reference, test_kind,
+                             allow_missing=allow_missing)
+    except ValueError as e:  # names or reference that do not fit the files given
+        raise click.UsageError(str(e)) from None
     table = to_markdown(result)
     click.echo(table)
     if out:

@@ -18,12 +18,25 @@ TABLE_METRICS: tuple[str, ...] = ("HR@3", "HR@5", "HR@10", "HR@20", "NDCG@3", "N
                                   "MRR@10")
 
 
+def default_names(predictions: Sequence[str | Path]) -> list[str]:
+    """File stems, or where two files share a stem (``a/predictions/sft.jsonl``, ``b/predictions/sft.jsonl``), the
+    shortest trailing parts of their paths that tell them apart (``a/predictions/sft``, ``b/predictions/sft``)."""
+    paths = [Path(p).with_suffix("") for p in predictions]
+    for depth in range(1, max((len(p.parts) for p in paths), default=1) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(Path(p)) for p in predictions]  # the same file given twice: its full path, twice (rejected below)
+
+
 def compare(predictions: Sequence[str | Path], data: str | Path | CanonicalData, split: str = "test",
             names: Sequence[str] | None = None, reference: str | None = None, test: str = "ttest",
             metrics: Sequence[str] = TABLE_METRICS, allow_missing: bool = False) -> dict[str, Any]:
     """Per-model metrics, and per-metric p-values of each model against ``reference`` (default: the first)."""
     data = data if isinstance(data, CanonicalData) else load_data(data)
-    names = list(names) if names else [Path(p).stem for p in predictions]
+    names = list(names) if names else default_names(predictions)
+    if len(names) != len(predictions):
+        raise ValueError(f"{len(names)} model names for {len(predictions)} prediction files: {names}")
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique: {names}")
     ks = sorted({int(m.split("@")[1]) for m in metrics})
