@@ -118,6 +118,10 @@ OLD_ARMS = {
     "seed2": {"sft.seed": 5 + 1, "grpo.seed": 5 + 1},
     "seed3": {"sft.seed": 5 + 2, "grpo.seed": 5 + 2},
 }
+ADDED_ARMS = {  # arms added after the move to YAML, with their settings
+    "item_sids": {"quantize.method": "rqvae", "quantize.levels": 2, "quantize.collision": "item_level",
+                  "grpo.enabled": False},
+}
 OLD_LABELS = {
     "full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
     "text_sids/sft": "generative: SFT, text-only SIDs", "no_sa_init/sft": "generative: SFT, no SA-Init",
@@ -138,10 +142,14 @@ def test_shipped_variants_are_the_arms_the_pages_were_made_with(tmp_path):
     config.write_text(yaml.safe_dump(base))
     args = bench.make_parser().parse_args(["--config", str(config)])
     variants = bench.variants_of(args)
-    assert list(variants) == list(OLD_ARMS)  # the same names, in the same order (the page's row order)
-    assert bench.labels_of(args) == OLD_LABELS
+    # The old arms keep their names and order (the pages' row order); arms added since come with their own rows.
+    assert [name for name in variants if name in OLD_ARMS] == list(OLD_ARMS)
+    assert set(variants) - set(OLD_ARMS) == set(ADDED_ARMS)
+    labels = bench.labels_of(args)
+    assert {k: v for k, v in labels.items() if k.split("/")[0] in OLD_ARMS} == OLD_LABELS
+    assert {k for k in labels if k.split("/")[0] not in OLD_ARMS} == {f"{name}/sft" for name in ADDED_ARMS}
     assert [n for n, v in variants.items() if v.seed_repeat] == ["seed2", "seed3"]
-    for name, changes in OLD_ARMS.items():
+    for name, changes in {**OLD_ARMS, **ADDED_ARMS}.items():
         expected = yaml.safe_load(yaml.safe_dump(base))
         for key, value in changes.items():
             section, option = key.split(".")
