@@ -279,6 +279,37 @@ def test_embed_new_items_matches_catalogue_embedding(semantics_dir, synthetic_da
     assert (cos > 0.9).all(), cos
 
 
+def test_tfidf_text_encoder_is_fitted_saved_and_reused_for_new_items(synthetic_data, tmp_path):
+    """``encoder_kind: tfidf``: the text part fits TF-IDF + SVD on the catalogue and saves it beside the embeddings;
+    a new item identical to a catalogue item gets that item's text embedding again (same vocabulary and
+    projection, not a refit); a different ``tfidf_dim`` redoes the text part, while for other encoders the option
+    is not in the fingerprint (runs made before it existed stay valid)."""
+    from sidrec.data import load_data
+    from sidrec.semantics import SemanticsConfig, embed_new_items, run_semantics
+    from sidrec.semantics.stage import SemanticsStage
+    from sidrec.semantics.text import TFIDF_FILE
+
+    out = tmp_path / "semantics"
+    cfg = SemanticsConfig(data=str(synthetic_data), out=str(out), encoder_kind="tfidf", tfidf_dim=16,
+                          student_epochs=2, progress=False)
+    run_semantics(cfg)
+    text = np.load(out / "text_emb.npy")
+    assert (out / TFIDF_FILE).is_file() and text.shape == (60, 16)
+    assert np.allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    data = load_data(synthetic_data)
+    emb, _ = embed_new_items(out, [data.items[i] for i in range(3)])
+    text_width = text.shape[1]  # fused = [text * w, sensory * w], each block normalised first
+    new_text = emb[:, :text_width] / np.linalg.norm(emb[:, :text_width], axis=1, keepdims=True)
+    assert np.allclose(new_text, text[:3], atol=1e-5)
+    stage = SemanticsStage()
+    assert "tfidf_dim" in stage.options(cfg)
+    plain = SemanticsConfig(data=str(synthetic_data), out=str(out))
+    assert "tfidf_dim" not in stage.options(plain)
+    assert stage.fingerprint(plain) == stage.fingerprint(SemanticsConfig(data=str(synthetic_data), out=str(out),
+                                                                         tfidf_dim=7))
+    assert stage.fingerprint(cfg) != stage.fingerprint(SemanticsConfig(**{**vars(cfg), "tfidf_dim": 8}))
+
+
 def test_config_problems_are_collected():
     from sidrec.config import resolve
     from sidrec.errors import ConfigError

@@ -34,7 +34,7 @@ from sidrec.artifacts import atomic_path, config_hash, write_json, write_text
 from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
-from sidrec.semantics.text import TEXT_FIELDS, item_text, load_text_encoder
+from sidrec.semantics.text import TEXT_FIELDS, TFIDF_FILE, TfidfEncoder, item_text, load_text_encoder
 from sidrec.stage import MARKER_FILE, Part, Stage, input_digests, read_marker, run_parts, run_stage
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,10 @@ class SemanticsConfig:
     out: str = opt("runs/demo/semantics", "output folder (RUN/semantics)")
     text_encoder: str = opt("default", "sentence-transformers name/path, or an HF causal LM path with "
                                        "--encoder-kind causal-lm; 'default' = packaged all-MiniLM-L6-v2")
-    encoder_kind: Literal["sentence-transformers", "causal-lm"] = opt("sentence-transformers",
-                                                                      "how to load --text-encoder")
+    encoder_kind: Literal["sentence-transformers", "causal-lm", "tfidf"] = opt(
+        "sentence-transformers", "how to load --text-encoder; tfidf: TF-IDF + truncated SVD fitted on the catalogue's "
+                                 "texts (--text-encoder is then ignored)")
+    tfidf_dim: int = opt(128, "--encoder-kind tfidf: dimensions kept by the SVD")
     value_encoder: str = opt("default", "sentence-transformers model embedding attribute values (student "
                                         "targets, value F1)")
     text_fields: list[str] = opt(["title", "brand", "categories", "description"],
@@ -106,7 +108,7 @@ class SemanticsConfig:
             p.append("student_holdout: must be in [0, 0.9)")
         if self.text_weight < 0 or self.sensory_weight < 0 or self.text_weight + self.sensory_weight == 0:
             p.append("text_weight, sensory_weight: non-negative, not both zero")
-        for name in ("sensory_dim", "fusion_dim", "student_epochs", "batch_size", "max_values"):
+        for name in ("sensory_dim", "fusion_dim", "student_epochs", "batch_size", "max_values", "tfidf_dim"):
             if getattr(self, name) < 1:
                 p.append(f"{name}: must be >= 1")
         return p
@@ -117,6 +119,7 @@ _SENSORY_KEYS = ("data", "value_encoder", "teacher", "teacher_model", "teacher_b
                  "student_fields", "student_epochs", "student_batch_size", "student_lr", "student_d_model",
                  "student_layers", "student_max_len", "student_holdout", "sensory_dim", "seed")
 _TEXT_KEYS = ("data", "text_encoder", "encoder_kind", "text_fields", "max_text_chars", "max_seq_length")
+_TFIDF_KEYS = ("tfidf_dim", "seed")  # hashed only with encoder_kind tfidf (no effect otherwise)
 _FUSE_KEYS = ("fusion", "text_weight", "sensory_weight", "fusion_dim", "seed")
 
 
@@ -125,6 +128,8 @@ def _part_hashes(cfg: SemanticsConfig) -> dict[str, str]:
     view = {**vars(cfg), "data": input_digests({"data": cfg.data})["data"]}
     sensory = config_hash({k: view[k] for k in _SENSORY_KEYS})
     text_view = {k: view[k] for k in _TEXT_KEYS}
+    if cfg.encoder_kind == "tfidf":
+        text_view.update({k: view[k] for k in _TFIDF_KEYS})
     if "sensory" in cfg.text_fields:
         text_view["sensory"] = sensory
     text = config_hash(text_view)
@@ -165,6 +170,14 @@ class SemanticsStage(Stage[SemanticsConfig]):
 
     def inputs(self, cfg: SemanticsConfig) -> dict[str, str | Path | None]:
         return {"data": cfg.data}
+
+    def options(self, cfg: SemanticsConfig) -> dict:
+        """Every option but the unhashed ones and ``tfidf_dim`` unless the text encoder is ``tfidf`` (it changes
+        nothing else, and runs made before it existed keep their fingerprint)."""
+        own = super().options(cfg)
+        if cfg.encoder_kind != "tfidf":
+            own.pop("tfidf_dim", None)
+        return own
 
     def run(self, cfg: SemanticsConfig, out: Path) -> bool:
         """Run the requested parts whose outputs are missing or stale; True once all three are done."""
@@ -350,8 +363,12 @@ def read_sensory(folder: str | Path) -> dict[str, Attributes]:
 def _run_text(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
     sensory = read_sensory(outputs.root) if "sensory" in cfg.text_fields else {}
     texts = [item_text(row, cfg.text_fields, sensory.get(row["item_id"]), cfg.max_text_chars) for row in data.items]
-    encoder = load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
     t0 = time.perf_counter()
+    if cfg.encoder_kind == "tfidf":
+        encoder = TfidfEncoder(cfg.tfidf_dim, seed=cfg.seed).fit(texts)
+        encoder.save(outputs.root / TFIDF_FILE)
+    else:
+        encoder = load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
     emb = encoder.encode(texts, batch_size=cfg.batch_size, progress=cfg.progress)
     outputs.save_npy("text_emb.npy", emb)
     return {"encoder": cfg.text_encoder, "kind": cfg.encoder_kind, "dim": int(emb.shape[1]), "n_items": len(texts),
@@ -437,7 +454,8 @@ def embed_new_items(semantics_dir: str | Path, items: Sequence[dict]) -> tuple[n
         value_encoder = load_text_encoder(cfg.value_encoder, "sentence-transformers", cfg.device, 64)
         sensory_emb, _ = teacher_sensory_embedding(attrs, value_encoder.encode, cfg.sensory_dim, cfg.seed,
                                                    proj=np.load(folder / "sensory_proj.npy"))
-    encoder = load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
+    encoder = TfidfEncoder.load(folder / TFIDF_FILE) if cfg.encoder_kind == "tfidf" else \
+        load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
     texts = [item_text(it, cfg.text_fields, a, cfg.max_text_chars) for it, a in zip(items, attrs)]
     text_emb = encoder.encode(texts, batch_size=cfg.batch_size)
     pca = None

