@@ -59,7 +59,8 @@ def evaluate(config_path, overrides) -> None:
 @click.argument("predictions", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="RUN/data folder.")
 @click.option("--split", default="test", show_default=True, help="Split to compare on.")
-@click.option("--names", default=None, help="Comma-separated model names (default: file stems, with as much of the path as tells them apart).")
+@click.option("--names", default=None,
+              help="Comma-separated model names (default: file stems, with as much of the path as tells them apart).")
 @click.option("--reference", default=None, help="Model the others are tested against (default: the first).")
 @click.option("--test", "test_kind", type=click.Choice(["ttest", "bootstrap"]), default="ttest", show_default=True,
               help="Paired significance test over samples.")

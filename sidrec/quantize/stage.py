@@ -193,13 +193,13 @@ class QuantizeStage(Stage[QuantizeConfig]):
             text_path = Path(cfg.semantics) / "text_emb.npy"
             text_emb = np.load(text_path) if text_path.is_file() else None
             before = sid_stats(codes, cfg.sizes, text_emb)
-            if cfg.collision in ("extra_level", "item_level"):
-                final, report = extra_level(z, model.codebooks, codes) if cfg.collision == "extra_level" \
-                    else item_level(codes)
-                sizes = [*cfg.sizes, report["extra_level_size"]]
+            if cfg.collision == "extra_level":
+                final, report = extra_level(z, model.codebooks, codes)
+            elif cfg.collision == "item_level":
+                final, report = item_level(codes)
             else:
                 final, report = reassign(z, model.codebooks, codes)
-                sizes = cfg.sizes
+            sizes = [*cfg.sizes, report["extra_level_size"]] if cfg.collision != "reassign" else cfg.sizes
             after = sid_stats(final, sizes, text_emb)
         timings["assign_s"] = round(time.perf_counter() - t0, 2)
         if after["unique_fraction"] != 1.0:
