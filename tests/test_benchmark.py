@@ -119,7 +119,7 @@ OLD_ARMS = {
     "seed3": {"sft.seed": 5 + 2, "grpo.seed": 5 + 2},
 }
 ADDED_ARMS = {  # arms added after the move to YAML, with their settings
-    "tfidf_sids": {"semantics.encoder_kind": "tfidf", "quantize.embedding": "text", "quantize.method": "rq-kmeans",
+    "tfidf_sids": {"semantics.lexical_dim": 128, "quantize.embedding": "lexical", "quantize.method": "rq-kmeans",
                    "grpo.enabled": False},
     "item_sids": {"quantize.method": "rqvae", "quantize.levels": 2, "quantize.collision": "item_level",
                   "grpo.enabled": False},

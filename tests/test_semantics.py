@@ -310,6 +310,51 @@ def test_tfidf_text_encoder_is_fitted_saved_and_reused_for_new_items(synthetic_d
     assert stage.fingerprint(cfg) != stage.fingerprint(SemanticsConfig(**{**vars(cfg), "tfidf_dim": 8}))
 
 
+def test_lexical_view_is_a_second_text_view_that_quantize_and_cold_start_read(synthetic_data, tmp_path):
+    """``lexical_dim``: the text part also writes ``lexical_emb.npy`` (TF-IDF + SVD, its encoder saved) while
+    ``text_emb.npy`` stays the text encoder's; ``quantize --embedding lexical`` makes SIDs from it; a new item equal
+    to a catalogue item gets that item's lexical row back from ``embed_new_items(view="lexical")``; without the
+    view, quantize's error names the option. ``lexical_dim: 0`` is not in the fingerprint (older runs stay valid)."""
+    from sidrec.data import load_data
+    from sidrec.errors import InputError
+    from sidrec.quantize import QuantizeConfig, run_quantize
+    from sidrec.semantics import SemanticsConfig, embed_new_items, run_semantics
+    from sidrec.semantics.stage import SemanticsStage
+    from sidrec.semantics.text import LEXICAL_FILE
+    from sidrec.sid import SidTable
+
+    out = tmp_path / "semantics"
+    cfg = SemanticsConfig(data=str(synthetic_data), out=str(out), encoder_kind="tfidf", tfidf_dim=16,
+                          lexical_dim=8, student_epochs=2, progress=False)
+    run_semantics(cfg)
+    text, lexical = np.load(out / "text_emb.npy"), np.load(out / "lexical_emb.npy")
+    assert text.shape == (60, 16) and lexical.shape == (60, 8) and (out / LEXICAL_FILE).is_file()
+    assert np.allclose(np.linalg.norm(lexical, axis=1), 1.0, atol=1e-5)
+    data = load_data(synthetic_data)
+    new, _ = embed_new_items(out, [data.items[i] for i in range(3)], view="lexical")
+    assert np.allclose(new, lexical[:3], atol=1e-5)
+    new_text, _ = embed_new_items(out, [data.items[i] for i in range(3)], view="text")
+    assert np.allclose(new_text, text[:3], atol=1e-5)
+
+    sids = run_quantize(QuantizeConfig(semantics=str(out), out=str(tmp_path / "sids"), embedding="lexical",
+                                       method="rq-kmeans", levels=2, codebook_size=8, collision="extra_level"))
+    table = SidTable.load(sids)
+    assert len(table.item_ids) == 60 and len({tuple(c) for c in table.codes.tolist()}) == 60
+
+    plain = tmp_path / "plain"
+    run_semantics(SemanticsConfig(data=str(synthetic_data), out=str(plain), encoder_kind="tfidf", tfidf_dim=16,
+                                  student_epochs=2, progress=False))
+    assert not (plain / "lexical_emb.npy").exists()
+    with pytest.raises(InputError, match="lexical_dim"):
+        run_quantize(QuantizeConfig(semantics=str(plain), out=str(tmp_path / "sids2"), embedding="lexical",
+                                    method="rq-kmeans", levels=2, codebook_size=8))
+    with pytest.raises(InputError, match="lexical_dim 0"):
+        embed_new_items(plain, [data.items[0]], view="lexical")
+    stage = SemanticsStage()
+    assert "lexical_dim" not in stage.options(SemanticsConfig(data=str(synthetic_data), out=str(plain)))
+    assert stage.fingerprint(cfg) != stage.fingerprint(SemanticsConfig(**{**vars(cfg), "lexical_dim": 4}))
+
+
 def test_config_problems_are_collected():
     from sidrec.config import resolve
     from sidrec.errors import ConfigError

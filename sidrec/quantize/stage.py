@@ -39,8 +39,9 @@ class QuantizeConfig:
     out: str = opt("runs/demo/sids", "output folder (RUN/sids)")
     data: str | None = opt(None, "prepared dataset (RUN/data): item texts for `sids inspect` (optional)")
     method: Literal["rqvae", "rq-kmeans"] = opt("rqvae", "quantizer: RQ-VAE or faiss residual k-means")
-    embedding: Literal["item", "text", "sensory"] = opt("item", "which semantics embedding to quantize "
-                                                                "(item = fused)")
+    embedding: Literal["item", "text", "sensory", "lexical"] = opt(
+        "item", "which semantics embedding to quantize (item = fused; lexical = the TF-IDF view a semantics "
+                "folder made with lexical_dim holds)")
     levels: int = opt(3, "number of code levels")
     codebook_size: int = opt(256, "codes per level (use ~16-32 for catalogues of a few hundred items)")
     codebook_sizes: list[int] = opt([], "per-level codebook sizes (overrides --codebook-size), e.g. 256,256,256")
@@ -84,7 +85,8 @@ class QuantizeConfig:
         return p
 
 
-EMBEDDING_FILES = {"item": "item_emb.npy", "text": "text_emb.npy", "sensory": "sensory_emb.npy"}
+EMBEDDING_FILES = {"item": "item_emb.npy", "text": "text_emb.npy", "sensory": "sensory_emb.npy",
+                   "lexical": "lexical_emb.npy"}
 
 
 def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[list[str], np.ndarray]:
@@ -93,7 +95,8 @@ def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[lis
     path, index_path = folder / EMBEDDING_FILES[which], folder / "item_index.json"
     for p in (path, index_path):
         if not p.is_file():
-            raise InputError("missing: run `sidrec semantics all` first", p)
+            raise InputError("missing: set the semantics option lexical_dim (e.g. 128) and rerun `sidrec semantics "
+                             "all`" if which == "lexical" else "missing: run `sidrec semantics all` first", p)
     ids = [str(i) for i in json.loads(index_path.read_text())]
     emb = np.load(path).astype(np.float32)
     if emb.ndim != 2 or len(emb) != len(ids):

@@ -5,7 +5,10 @@ Parts, in order (each can run alone: ``sidrec semantics sensory|text|fuse``; ``a
 1. ``sensory`` -- the teacher (offline lexicon extractor, or an LLM) extracts attribute-value pairs per item from
    its title, description and reviews; the student is distilled from them and gives every item a fixed-size
    sensory embedding. Writes ``sensory.jsonl``, ``sensory_emb.npy``, ``student/``.
-2. ``text`` -- the text encoder embeds each item's chosen fields. Writes ``text_emb.npy``.
+2. ``text`` -- the text encoder embeds each item's chosen fields. Writes ``text_emb.npy``; with ``lexical_dim``
+   also ``lexical_emb.npy``, a TF-IDF + truncated-SVD view of the same texts (its fitted encoder in
+   ``lexical.joblib``) that ``sidrec quantize --embedding lexical`` turns into lexical SIDs while every other
+   reader keeps the text encoder's view.
 3. ``fuse`` -- weighted concatenation (or its PCA projection) of the two, L2-normalised. Writes ``item_emb.npy``
    and ``item_index.json`` (row -> item id).
 
@@ -34,12 +37,13 @@ from sidrec.artifacts import atomic_path, config_hash, write_json, write_text
 from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
-from sidrec.semantics.text import TEXT_FIELDS, TFIDF_FILE, TfidfEncoder, item_text, load_text_encoder
+from sidrec.semantics.text import LEXICAL_FILE, TEXT_FIELDS, TFIDF_FILE, TfidfEncoder, item_text, load_text_encoder
 from sidrec.stage import MARKER_FILE, Part, Stage, input_digests, read_marker, run_parts, run_stage
 
 log = logging.getLogger(__name__)
 
 PARTS = ("sensory", "text", "fuse")
+LEXICAL_EMB = "lexical_emb.npy"  # the text part's second view, with lexical_dim
 FILES = {"sensory": ("sensory.jsonl", "sensory_emb.npy"), "text": ("text_emb.npy",),
          "fuse": ("item_emb.npy", "item_index.json")}
 
@@ -56,6 +60,9 @@ class SemanticsConfig:
         "sentence-transformers", "how to load --text-encoder; tfidf: TF-IDF + truncated SVD fitted on the catalogue's "
                                  "texts (--text-encoder is then ignored)")
     tfidf_dim: int = opt(128, "--encoder-kind tfidf: dimensions kept by the SVD")
+    lexical_dim: int = opt(0, "also write lexical_emb.npy, TF-IDF + truncated SVD of the text fields to this many "
+                              "dimensions, for quantize --embedding lexical (SIDs from the words of the item texts; "
+                              "the other readers keep the text encoder's view); 0: off")
     value_encoder: str = opt("default", "sentence-transformers model embedding attribute values (student "
                                         "targets, value F1)")
     text_fields: list[str] = opt(["title", "brand", "categories", "description"],
@@ -111,6 +118,8 @@ class SemanticsConfig:
         for name in ("sensory_dim", "fusion_dim", "student_epochs", "batch_size", "max_values", "tfidf_dim"):
             if getattr(self, name) < 1:
                 p.append(f"{name}: must be >= 1")
+        if self.lexical_dim < 0:
+            p.append("lexical_dim: must be >= 0 (0: no lexical view)")
         return p
 
 
@@ -120,6 +129,7 @@ _SENSORY_KEYS = ("data", "value_encoder", "teacher", "teacher_model", "teacher_b
                  "student_layers", "student_max_len", "student_holdout", "sensory_dim", "seed")
 _TEXT_KEYS = ("data", "text_encoder", "encoder_kind", "text_fields", "max_text_chars", "max_seq_length")
 _TFIDF_KEYS = ("tfidf_dim", "seed")  # hashed only with encoder_kind tfidf (no effect otherwise)
+_LEXICAL_KEYS = ("lexical_dim", "seed")  # hashed only with a lexical view (lexical_dim > 0)
 _FUSE_KEYS = ("fusion", "text_weight", "sensory_weight", "fusion_dim", "seed")
 
 
@@ -130,6 +140,8 @@ def _part_hashes(cfg: SemanticsConfig) -> dict[str, str]:
     text_view = {k: view[k] for k in _TEXT_KEYS}
     if cfg.encoder_kind == "tfidf":
         text_view.update({k: view[k] for k in _TFIDF_KEYS})
+    if cfg.lexical_dim:
+        text_view.update({k: view[k] for k in _LEXICAL_KEYS})
     if "sensory" in cfg.text_fields:
         text_view["sensory"] = sensory
     text = config_hash(text_view)
@@ -172,11 +184,13 @@ class SemanticsStage(Stage[SemanticsConfig]):
         return {"data": cfg.data}
 
     def options(self, cfg: SemanticsConfig) -> dict:
-        """Every option but the unhashed ones and ``tfidf_dim`` unless the text encoder is ``tfidf`` (it changes
-        nothing else, and runs made before it existed keep their fingerprint)."""
+        """Every option but the unhashed ones, ``tfidf_dim`` unless the text encoder is ``tfidf`` and ``lexical_dim``
+        when it is 0 (they change nothing else, and runs made before they existed keep their fingerprint)."""
         own = super().options(cfg)
         if cfg.encoder_kind != "tfidf":
             own.pop("tfidf_dim", None)
+        if not cfg.lexical_dim:
+            own.pop("lexical_dim", None)
         return own
 
     def run(self, cfg: SemanticsConfig, out: Path) -> bool:
@@ -197,7 +211,8 @@ class SemanticsStage(Stage[SemanticsConfig]):
             return run
 
         hashes = _part_hashes(cfg)
-        parts = [Part(part, hashes[part], FILES[part], part_run(part)) for part in PARTS]
+        files = {**FILES, "text": FILES["text"] + ((LEXICAL_EMB,) if cfg.lexical_dim else ())}
+        parts = [Part(part, hashes[part], files[part], part_run(part)) for part in PARTS]
         return run_parts(self.name, out, parts, self.parts, force=cfg.force)
 
 
@@ -371,8 +386,14 @@ def _run_text(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
         encoder = load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
     emb = encoder.encode(texts, batch_size=cfg.batch_size, progress=cfg.progress)
     outputs.save_npy("text_emb.npy", emb)
-    return {"encoder": cfg.text_encoder, "kind": cfg.encoder_kind, "dim": int(emb.shape[1]), "n_items": len(texts),
-            "encode_wall_s": round(time.perf_counter() - t0, 2), "example_text": texts[0] if texts else ""}
+    stats = {"encoder": cfg.text_encoder, "kind": cfg.encoder_kind, "dim": int(emb.shape[1]), "n_items": len(texts),
+             "encode_wall_s": round(time.perf_counter() - t0, 2), "example_text": texts[0] if texts else ""}
+    if cfg.lexical_dim:
+        lexical = TfidfEncoder(cfg.lexical_dim, seed=cfg.seed).fit(texts)
+        lexical.save(outputs.root / LEXICAL_FILE)
+        outputs.save_npy(LEXICAL_EMB, lexical.encode(texts))
+        stats["lexical_dim"] = lexical.dim
+    return stats
 
 
 # ---- fuse ------------------------------------------------------------------------------------------------------
@@ -428,18 +449,25 @@ def load_semantics_config(folder: str | Path) -> SemanticsConfig:
     return SemanticsConfig(**{**marker.fields["config"], "out": str(folder)})
 
 
-def embed_new_items(semantics_dir: str | Path, items: Sequence[dict]) -> tuple[np.ndarray, list[Attributes]]:
+def embed_new_items(semantics_dir: str | Path, items: Sequence[dict], view: str = "item"
+                    ) -> tuple[np.ndarray, list[Attributes]]:
     """Item embeddings for items outside the catalogue, made exactly like the catalogue's own.
 
     ``items`` are canonical item rows (``title``, ``description``, ``brand``, ``categories``). The sensory part
-    comes from the trained student (new items have no reviews), so no model is retrained. Returns the fused
-    embeddings ``(len(items), dim)`` (the quantizer's input; see ``sidrec.quantize.assign_sids``) and the
-    student's attributes per item.
+    comes from the trained student (new items have no reviews), so no model is retrained. Returns the embeddings
+    ``(len(items), dim)`` of ``view`` -- ``item`` (fused), ``text``, ``sensory`` or ``lexical``: the one the
+    quantizer was trained on (its ``embedding`` option; see ``sidrec.quantize.assign_sids``) -- and the student's
+    attributes per item. Raises :class:`~sidrec.errors.InputError` for a view the folder was not made with.
     """
+    from sidrec.errors import InputError
     from sidrec.semantics.student import StudentModel
 
     folder = Path(semantics_dir)
     cfg = load_semantics_config(folder)
+    if view not in ("item", "text", "sensory", "lexical"):
+        raise ValueError(f"view: {view!r}; choose item, text, sensory or lexical")
+    if view == "lexical" and not (folder / LEXICAL_FILE).is_file():
+        raise InputError(f"no lexical view ({LEXICAL_FILE}): the folder was made with lexical_dim 0", folder)
     attrs: list[Attributes] = [{} for _ in items]
     if cfg.student:
         student = StudentModel.load(folder / "student")
@@ -454,10 +482,16 @@ def embed_new_items(semantics_dir: str | Path, items: Sequence[dict]) -> tuple[n
         value_encoder = load_text_encoder(cfg.value_encoder, "sentence-transformers", cfg.device, 64)
         sensory_emb, _ = teacher_sensory_embedding(attrs, value_encoder.encode, cfg.sensory_dim, cfg.seed,
                                                    proj=np.load(folder / "sensory_proj.npy"))
+    texts = [item_text(it, cfg.text_fields, a, cfg.max_text_chars) for it, a in zip(items, attrs)]
+    if view == "lexical":
+        return TfidfEncoder.load(folder / LEXICAL_FILE).encode(texts), attrs
+    if view == "sensory":
+        return sensory_emb.astype(np.float32), attrs
     encoder = TfidfEncoder.load(folder / TFIDF_FILE) if cfg.encoder_kind == "tfidf" else \
         load_text_encoder(cfg.text_encoder, cfg.encoder_kind, cfg.device, cfg.max_seq_length)
-    texts = [item_text(it, cfg.text_fields, a, cfg.max_text_chars) for it, a in zip(items, attrs)]
     text_emb = encoder.encode(texts, batch_size=cfg.batch_size)
+    if view == "text":
+        return text_emb, attrs
     pca = None
     if cfg.fusion == "pca":
         blob = np.load(folder / "fusion.npz")

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ENCODER = "default"
 EncoderKind = Literal["sentence-transformers", "causal-lm", "tfidf"]
 TFIDF_FILE = "tfidf.joblib"  # the fitted TF-IDF encoder, beside the embeddings it made
+LEXICAL_FILE = "lexical.joblib"  # the lexical view's TF-IDF encoder (semantics lexical_dim)
 TEXT_FIELDS = ("title", "brand", "categories", "description", "sensory")
 
 
