@@ -37,7 +37,14 @@ from sidrec.artifacts import atomic_path, config_hash, write_json, write_text
 from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
-from sidrec.semantics.text import LEXICAL_FILE, TEXT_FIELDS, TFIDF_FILE, TfidfEncoder, item_text, load_text_encoder
+from sidrec.semantics.text import (
+    LEXICAL_FILE,
+    TEXT_FIELDS,
+    TFIDF_FILE,
+    TfidfEncoder,
+    item_text,
+    load_text_encoder,
+)
 from sidrec.stage import MARKER_FILE, Part, Stage, input_digests, read_marker, run_parts, run_stage
 
 log = logging.getLogger(__name__)
