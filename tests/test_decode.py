@@ -198,6 +198,27 @@ def test_child_log_probs_equal_log_softmax(chunk_rows):
     assert torch.equal(logits, before)
 
 
+@pytest.mark.parametrize("chunk_rows", [3, 32])
+def test_child_log_probs_hold_where_plain_exp_overflows_or_underflows(chunk_rows):
+    """The bias-free Linear head (the reused-buffer path) and rows whose logits overflow ``exp`` (above ~88) or all
+    underflow it (below ~-104): still the wanted tokens' log_softmax, finite, for every row."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 40, bias=False)
+    hidden = torch.randn(10, 16)
+    with torch.no_grad():
+        head.weight[:, :] = torch.randn(40, 16) * 0.5 + 2.0
+    hidden[2], hidden[7] = 5.0, -5.0  # logits ~ +160 (exp overflows) and ~ -160 (every exp underflows)
+    tokens = torch.randint(0, 40, (10, 5))
+    want = head(hidden).detach().log_softmax(-1).gather(1, tokens)
+    assert head(hidden)[2].detach().max() > 100 and head(hidden)[7].detach().max() < -100
+    with torch.inference_mode():
+        got = torch_backend._child_log_probs(hidden, head, tokens, chunk_rows)
+        from_logits = torch_backend._child_log_probs(head(hidden), None, tokens, chunk_rows)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(from_logits, want)
+
+
 def test_level_children_pack_each_nodes_valid_codes(table):
     """Row ``node - first_node`` lists exactly the node's valid codes, ascending, and their child nodes."""
     trie = table.trie()
