@@ -370,3 +370,64 @@ def test_accelerate_launch_runs_the_script(align_dir, tmp_path):
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "validation HR@10" in proc.stdout and (out / "final" / "config.json").is_file()
+
+
+def test_level_softmax_loss_trains_is_recorded_and_every_decoder_scores_by_it(align_dir, tmp_path):
+    """``sid_softmax: level``: the loss is each SID target's cross-entropy among its level's codes (text targets:
+    the whole vocabulary), the saved model's config records it, and the torch and hf backends then rank by the
+    per-level log-probabilities, identically, and higher than the whole-vocabulary ones."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sidrec.align.prompts import PromptSettings
+    from sidrec.decode import recommend, sid_softmax_of
+    from sidrec.sid import SidTable
+    from sidrec.train.sft import level_softmax_loss, read_summary, run_sft
+
+    flags = ("--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "4", "--val_samples", "10",
+             "--val_beams", "10", "--learning_rate", "1e-2", "--eval_loss_samples", "8")
+    out = tmp_path / "level"
+    final = run_sft(*_parse(align_dir, out, "--sid_softmax", "level", *flags))
+    summary = read_summary(out)
+    assert summary["loss_last"] < summary["loss_first"] and len(summary["validation"]) == 1
+    assert sid_softmax_of(final) == "level" and sid_softmax_of(align_dir / "model") == "vocab"
+    model = AutoModelForCausalLM.from_pretrained(final).eval()
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    table = SidTable.load(align_dir / "sids")
+    assert sid_softmax_of(model) == "level"
+
+    # The loss against a direct computation from the full logits, on a batch with SID and text targets.
+    ids = table.token_ids(tokenizer)
+    levels = [ids[level, :size] for level, size in enumerate(table.codebook_sizes)]
+    text = tokenizer("a soft red lotion", add_special_tokens=False)["input_ids"]
+    sid = [int(ids[level, code]) for level, code in enumerate(table.codes[0])]
+    input_ids = torch.tensor([text + sid + text[:2]])
+    labels = input_ids.clone()
+    labels[0, :2] = -100
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits[0, :-1]
+        want, n = 0.0, 0
+        for t, target in enumerate(labels[0, 1:].tolist()):
+            if target == -100:
+                continue
+            level = next((lv for lv, tokens in enumerate(levels) if target in tokens.tolist()), None)
+            if level is None:
+                want -= logits[t].log_softmax(-1)[target].item()
+            else:
+                want -= logits[t, levels[level]].log_softmax(-1)[levels[level].tolist().index(target)].item()
+            n += 1
+        got = level_softmax_loss(model, {"input_ids": input_ids, "labels": labels}, levels)
+    assert got.item() == pytest.approx(want / n, rel=1e-5)
+
+    # Decoders: per-level scores, the same top-K from torch and hf (both constraints), above the vocab scores.
+    prompts = [s["prompt"] for s in __import__("datasets").load_from_disk(str(align_dir / "dataset"))["valid"]][:6]
+    by_level = recommend(model, tokenizer, prompts, table, beams=10, topk=10, backend="torch")
+    for backend in ("hf", "hf-prefix-fn"):
+        other = recommend(model, tokenizer, prompts, table, beams=10, topk=10, backend=backend)
+        for a, b in zip(by_level, other):
+            assert [i for i, _ in a] == [i for i, _ in b]
+            assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+    by_vocab = recommend(model, tokenizer, prompts, table, beams=10, topk=10, backend="torch", level_softmax=False)
+    assert all(a[0][1] > b[0][1] for a, b in zip(by_level, by_vocab))
+    assert PromptSettings.load(final) == PromptSettings.load(align_dir / "model")
+    with pytest.raises(ConfigError, match="sid_softmax"):
+        _parse(align_dir, out, "--sid_softmax", "codebook")

@@ -26,8 +26,8 @@ BACKENDS: tuple[str, ...] = ("torch", "hf", "hf-prefix-fn", "vllm")
 
 
 def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50, topk: int = 20,
-              backend: Backend = "torch", batch_size: int = 16, progress: bool = False
-              ) -> list[list[tuple[str, float]]]:
+              backend: Backend = "torch", batch_size: int = 16, progress: bool = False,
+              level_softmax: bool | None = None) -> list[list[tuple[str, float]]]:
     """Recommend items for already-formatted prompts (the caller applies chat templates; the SID is generated
     right after the prompt text).
 
@@ -41,26 +41,60 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
         topk: items returned per prompt (``hf`` returns at most ``beams``).
         backend: ``torch`` | ``hf`` | ``hf-prefix-fn`` | ``vllm``.
         batch_size: prompts per forward batch (the decode steps run ``batch_size * beams`` rows).
+        level_softmax: score each SID token by its softmax over its level's codebook only (a model trained with
+            ``sft.sid_softmax: level``); default: what the model's config records (``config.sid_softmax``), else
+            the softmax over the whole vocabulary.
 
     Returns:
         For each prompt, up to ``topk`` ``(item_id, sid_log_prob)`` pairs, best first, no duplicates.
     """
     if beams < 1 or topk < 1:
         raise ValueError(f"beams and topk must be >= 1 (got beams={beams}, topk={topk})")
+    if level_softmax is None:
+        level_softmax = sid_softmax_of(model) == "level"
     if backend == "torch":
         from sidrec.decode.torch_backend import recommend_torch
 
-        return recommend_torch(model, tokenizer, prompts, sid_table, beams, topk, batch_size, progress)
+        return recommend_torch(model, tokenizer, prompts, sid_table, beams, topk, batch_size, progress,
+                               level_softmax=level_softmax)
     if backend in ("hf", "hf-prefix-fn"):
         from sidrec.decode.hf_backend import recommend_hf
 
         return recommend_hf(model, tokenizer, prompts, sid_table, beams, topk, batch_size,
-                            constraint="processor" if backend == "hf" else "prefix_fn", progress=progress)
+                            constraint="processor" if backend == "hf" else "prefix_fn", progress=progress,
+                            level_softmax=level_softmax)
     if backend == "vllm":
         from sidrec.decode.vllm_backend import recommend_vllm
 
-        return recommend_vllm(model, tokenizer, prompts, sid_table, beams, topk, progress=progress)
+        return recommend_vllm(model, tokenizer, prompts, sid_table, beams, topk, progress=progress,
+                              level_softmax=level_softmax)
     raise ValueError(f"unknown decode backend {backend!r}; expected one of {BACKENDS}")
 
 
-__all__ = ["BACKENDS", "DecodeConfig", "recommend", "run_decode"]
+SID_SOFTMAX = ("vocab", "level")
+
+
+def sid_softmax_of(model) -> str:
+    """How ``model`` was trained to predict SID tokens, as its config records it (``config.sid_softmax``, written
+    by the SFT stage): ``vocab`` (a softmax over the whole vocabulary, the default) or ``level`` (over the SID
+    level's codebook tokens only). ``model``: a transformers model, or a model folder / ``vllm.LLM`` (its
+    config.json)."""
+    import os
+
+    if isinstance(model, (str, os.PathLike)):
+        import json
+        from pathlib import Path
+
+        path = Path(model) / "config.json"
+        value = json.loads(path.read_text()).get("sid_softmax", "vocab") if path.is_file() else "vocab"
+    else:
+        config = getattr(model, "config", None)
+        if config is None and hasattr(model, "llm_engine"):  # a vllm.LLM
+            config = model.llm_engine.model_config.hf_config
+        value = getattr(config, "sid_softmax", "vocab")
+    if value not in SID_SOFTMAX:
+        raise ValueError(f"model config sid_softmax {value!r}: expected one of {SID_SOFTMAX}")
+    return value
+
+
+__all__ = ["BACKENDS", "DecodeConfig", "SID_SOFTMAX", "recommend", "run_decode", "sid_softmax_of"]

@@ -30,13 +30,34 @@ def _items_of_suffix(sid_table: SidTable, processor: SidLogitsProcessor, sequenc
     return processor.trie.leaf_item(node)
 
 
+class LevelSoftmaxProcessor:
+    """A logits processor for models trained with ``sid_softmax: level``: at generated step ``l`` the scores of
+    SID level ``l``'s codebook tokens become their log-softmax among themselves, every other token ``-inf``.
+    Placed before the trie constraint (which then masks the invalid children without renormalising), beam search
+    sums exactly the per-level log-probabilities the torch backend ranks by. Works on logits or on
+    log-probabilities (beam search hands it ``log_softmax`` scores): the softmax among a subset is the same."""
+
+    def __init__(self, sid_token_ids: torch.Tensor, codebook_sizes: Sequence[int], prompt_length: int):
+        self.levels = [sid_token_ids[level, :size] for level, size in enumerate(codebook_sizes)]
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_length
+        if step >= len(self.levels):  # past the SID: nothing to normalise
+            return scores
+        tokens = self.levels[step].to(scores.device)
+        level = scores.index_select(-1, tokens).float().log_softmax(-1).to(scores.dtype)
+        return torch.full_like(scores, float("-inf")).index_copy_(-1, tokens, level)
+
+
 @torch.inference_mode()
 def recommend_hf(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50, topk: int = 20,
-                 batch_size: int = 16, constraint: Constraint = "processor", progress: bool = False
-                 ) -> list[list[tuple[str, float]]]:
-    """Top-``min(topk, beams)`` items per prompt via ``model.generate(num_beams=beams)``; best first."""
+                 batch_size: int = 16, constraint: Constraint = "processor", progress: bool = False,
+                 level_softmax: bool = False) -> list[list[tuple[str, float]]]:
+    """Top-``min(topk, beams)`` items per prompt via ``model.generate(num_beams=beams)``; best first.
+    ``level_softmax``: SID tokens scored by their softmax within their level (:class:`LevelSoftmaxProcessor`)."""
     from tqdm.auto import tqdm
-    from transformers import LogitsProcessorList
+    from transformers import LogitsProcessorList, PrefixConstrainedLogitsProcessor
 
     device = next(model.parameters()).device
     sid_token_ids = sid_table.token_ids(tokenizer).to(device)
@@ -49,9 +70,17 @@ def recommend_hf(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, 
         ids, mask = left_pad([token_lists[i] for i in index], pad)
         prompt_length = ids.shape[1]
         processor = SidLogitsProcessor(sid_table.trie(device), sid_token_ids, prompt_length)
-        constraint_kwargs = (
-            {"logits_processor": LogitsProcessorList([processor])} if constraint == "processor" else
-            {"prefix_allowed_tokens_fn": sid_table.prefix_allowed_tokens_fn(tokenizer, prompt_length)})
+        first = [LevelSoftmaxProcessor(sid_token_ids, sid_table.codebook_sizes, prompt_length)] if level_softmax \
+            else []
+        if constraint == "processor":
+            constraint_kwargs = {"logits_processor": LogitsProcessorList([*first, processor])}
+        elif first:  # the prefix constraint after the level softmax (generate's own would come before it)
+            prefix = PrefixConstrainedLogitsProcessor(sid_table.prefix_allowed_tokens_fn(tokenizer, prompt_length),
+                                                      beams)
+            constraint_kwargs = {"logits_processor": LogitsProcessorList([*first, prefix])}
+        else:
+            constraint_kwargs = {"prefix_allowed_tokens_fn": sid_table.prefix_allowed_tokens_fn(tokenizer,
+                                                                                                prompt_length)}
         beam_kwargs = {"length_penalty": 0.0, "early_stopping": True} if beams > 1 else {}
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_beams=beams,
                              num_return_sequences=n_return, max_new_tokens=sid_table.n_levels,
@@ -63,8 +92,14 @@ def recommend_hf(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, 
             scores = out.sequences_scores.float()
         else:  # greedy returns no sequence score: sum the raw logits' full-vocabulary log-probs
             generated = out.sequences[:, prompt_length:]
-            scores = sum(step.float().log_softmax(-1).gather(1, generated[:, t:t + 1]).squeeze(1)
-                         for t, step in enumerate(out.logits))
+            if level_softmax:  # each step's softmax within its SID level
+                norm = [first[0].levels[t].to(device) for t in range(sid_table.n_levels)]
+                scores = sum(step.float().index_select(-1, norm[t]).log_softmax(-1).gather(
+                    1, (sid_token_ids[t][None] == generated[:, t:t + 1]).float().argmax(-1, keepdim=True)).squeeze(1)
+                    for t, step in enumerate(out.logits))
+            else:
+                scores = sum(step.float().log_softmax(-1).gather(1, generated[:, t:t + 1]).squeeze(1)
+                             for t, step in enumerate(out.logits))
         scores = scores.view(len(index), n_return)
         for row, i in enumerate(index):
             results[i] = [(sid_table.item_ids[it], sc) for it, sc in zip(items[row].tolist(), scores[row].tolist())

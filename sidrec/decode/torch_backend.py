@@ -145,7 +145,8 @@ def level_child_tokens(sid_table: SidTable, levels: list[LevelChildren], sid_tok
     return cached[1]
 
 
-def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_rows: int,
+                      norm_tokens: torch.Tensor | None = None) -> torch.Tensor:
     """Full-vocabulary log-probabilities of some tokens per row: ``(rows, n)``.
 
     ``features`` are ``(rows, vocab)`` logits when ``head`` is None, else ``(rows, hidden)`` final hidden states
@@ -158,19 +159,26 @@ def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_r
     ``gather``) and no max pass. A row whose sum overflows or comes close to float32's smallest normal number (a
     logit above ~88, or every logit below ~-69) is taken again in the max-shifted form, so every row keeps float32
     accuracy; the two forms differ by rounding only.
+
+    ``norm_tokens`` (``(size,)`` vocab ids of one SID level's codebook): the softmax is over those tokens only
+    (a level-softmax model: ``sid_softmax: level``) and ``tokens`` are positions in ``norm_tokens`` (codes); only
+    those rows of the head are computed.
     """
     log_probs = torch.empty(tokens.shape, dtype=torch.float32, device=tokens.device)
     linear = isinstance(head, torch.nn.Linear) and head.bias is None
+    weight = None if not linear else head.weight if norm_tokens is None else head.weight.index_select(0, norm_tokens)
+    if norm_tokens is not None and head is not None and not linear:
+        head = (lambda base: lambda x: base(x).index_select(-1, norm_tokens))(head)
     buffer = None
     for start in range(0, tokens.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
         if head is None:
-            logits = features[rows].float()
+            logits = (features[rows] if norm_tokens is None else features[rows].index_select(-1, norm_tokens)).float()
         elif linear:  # the head's matmul into the reused buffer (no allocation per chunk)
             block = features[rows]
             if buffer is None:
-                buffer = block.new_empty(min(chunk_rows, tokens.shape[0]), head.weight.shape[0])
-            logits = torch.mm(block, head.weight.t(), out=buffer[:block.shape[0]]).float()
+                buffer = block.new_empty(min(chunk_rows, tokens.shape[0]), weight.shape[0])
+            logits = torch.mm(block, weight.t(), out=buffer[:block.shape[0]]).float()
         else:
             logits = head(features[rows]).float()
         wanted = logits.gather(1, tokens[rows])
@@ -178,7 +186,11 @@ def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_r
         total = (logits.exp() if head is None else logits.exp_()).sum(-1, keepdim=True)
         unsafe = ~((total > _SAFE_SUM[0]) & (total < _SAFE_SUM[1]))
         if bool(unsafe.any()):  # rare: the max-shifted form for the chunk
-            logits = (features[rows] if head is None else head(features[rows])).float()
+            if head is None:
+                logits = features[rows] if norm_tokens is None else features[rows].index_select(-1, norm_tokens)
+            else:
+                logits = features[rows] @ weight.t() if linear else head(features[rows])
+            logits = logits.float()
             top = logits.amax(-1, keepdim=True)
             total = torch.where(unsafe, (logits - top).exp_().sum(-1, keepdim=True).log_().add_(top),
                                 total.log())
@@ -318,8 +330,8 @@ def _tree_mask(prompt_mask: torch.Tensor, ancestors: torch.Tensor, past: int, dt
 
 @torch.inference_mode()
 def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sid_table: SidTable,
-                      sid_token_ids: torch.Tensor, beams: int, topk: int, tree: bool | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      sid_token_ids: torch.Tensor, beams: int, topk: int, tree: bool | None = None,
+                      level_softmax: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Constrained beam search for one left-padded prompt batch (tree attention: module docstring).
 
     Args:
@@ -329,6 +341,8 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         topk: items returned per prompt (may exceed ``beams``: the last level ranks all candidates).
         tree: decode steps through :func:`tree_attention` (default: when the model is one of ``TREE_MODELS``);
             False takes the generic path (a 4D mask through the model's own attention).
+        level_softmax: score each SID token by its softmax over its level's codebook tokens only, as a model
+            trained with ``sid_softmax: level`` predicts them (default: over the whole vocabulary).
 
     Returns:
         ``(items, scores)``, both ``(batch, k)`` with ``k = min(topk, candidates)``: item indices into
@@ -383,7 +397,12 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
             child_nodes = children.nodes.index_select(0, local).view(batch, width, n)
             allowed = (child_nodes >= 0) & alive[..., None]
             child_tokens = child_token_table[level].index_select(0, local).view(batch, width, n)  # vocab ids
-            log_probs = _child_log_probs(features, head, child_tokens.view(batch * width, n), chunk_rows)
+            if level_softmax:  # the softmax over this level's codes: children are positions among them
+                codes = children.codes.index_select(0, local).view(batch * width, n)
+                norm = sid_token_ids[level, :sid_table.codebook_sizes[level]]
+                log_probs = _child_log_probs(features, head, codes, chunk_rows, norm_tokens=norm)
+            else:
+                log_probs = _child_log_probs(features, head, child_tokens.view(batch * width, n), chunk_rows)
             candidates = log_probs.view(batch, width, n).add_(score[..., None]).masked_fill_(~allowed, float("-inf"))
             last = level == len(levels) - 1
             k = min(topk if last else beams, width * n)
@@ -414,7 +433,8 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 
 def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50,
-                    topk: int = 20, batch_size: int = 16, progress: bool = False) -> list[list[tuple[str, float]]]:
+                    topk: int = 20, batch_size: int = 16, progress: bool = False, level_softmax: bool = False
+                    ) -> list[list[tuple[str, float]]]:
     """Top-``topk`` items with SID log-probabilities for each prompt, best first (see :func:`beam_search_batch`)."""
     from tqdm.auto import tqdm
 
@@ -427,7 +447,7 @@ def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTabl
     for index in tqdm(batches, desc="decode (torch)", disable=not progress):
         ids, mask = left_pad([token_lists[i] for i in index], pad)
         items, scores = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids, beams,
-                                          topk)
+                                          topk, level_softmax=level_softmax)
         for row, i in enumerate(index):
             results[i] = [(sid_table.item_ids[it], sc) for it, sc in zip(items[row].tolist(), scores[row].tolist())
                           if it >= 0]

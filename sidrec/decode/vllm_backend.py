@@ -82,8 +82,9 @@ class SidTrieVllmProcessor(LogitsProcessor):
     - ``sid_trie`` (str, required to switch it on): a file from :func:`write_trie_file`.
     - ``sid_node`` (int, default 0 = root): trie node the request starts from (its prompt already ends with that
       node's SID prefix; the beam search driver uses this).
-    - ``sid_logprobs`` (bool): replace allowed logits by full-vocabulary log-probabilities (use with
-      ``logprobs_mode="processed_logits"`` to read exact candidate log-probs).
+    - ``sid_logprobs`` (bool or ``"level"``): replace allowed logits by full-vocabulary log-probabilities (use
+      with ``logprobs_mode="processed_logits"`` to read exact candidate log-probs); ``"level"``: by their
+      log-softmax among the SID level's codebook tokens (a model trained with ``sid_softmax: level``).
 
     The mask itself is one vectorised :meth:`SidTrie.vocab_mask` over the constrained rows; finding each row's
     node walks its (at most ``n_levels``) generated tokens.
@@ -108,7 +109,8 @@ class SidTrieVllmProcessor(LogitsProcessor):
         extra = params.extra_args or {}
         if "sid_trie" not in extra:
             return None
-        return (str(extra["sid_trie"]), int(extra.get("sid_node", 0)), bool(extra.get("sid_logprobs", False)),
+        mode = extra.get("sid_logprobs", False)
+        return (str(extra["sid_trie"]), int(extra.get("sid_node", 0)), "level" if mode == "level" else bool(mode),
                 output_tok_ids)
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
@@ -142,9 +144,17 @@ class SidTrieVllmProcessor(LogitsProcessor):
                 node = start
             block = logits[rows]  # (rows, V)
             keep = trie.vocab_mask(node, sid_token_ids, block.shape[1], eos)
-            normalise = torch.tensor([e[2] for e in entries], device=logits.device)
+            normalise = torch.tensor([e[2] is True for e in entries], device=logits.device)
             if normalise.any():
                 block = torch.where(normalise[:, None], block - torch.logsumexp(block, -1, keepdim=True), block)
+            by_level = torch.tensor([e[2] == "level" for e in entries], device=logits.device)
+            if by_level.any():  # each row's softmax among its next SID level's codes
+                depth = trie.depth[node].masked_fill(~by_level, -1)
+                for d in depth.unique().tolist():
+                    if 0 <= d < len(trie.codebook_sizes):
+                        at = depth == d
+                        tokens = sid_token_ids[d, :trie.codebook_sizes[d]]
+                        block[at] = block[at] - torch.logsumexp(block[at][:, tokens], -1, keepdim=True)
             logits[rows] = block.masked_fill(~keep, float("-inf"))
         return logits
 
@@ -174,8 +184,9 @@ def make_llm(model_path: str, dtype: str = "auto", max_logprobs: int = 512, eage
 
 
 def recommend_vllm(llm, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50, topk: int = 20,
-                   progress: bool = False) -> list[list[tuple[str, float]]]:
+                   progress: bool = False, level_softmax: bool = False) -> list[list[tuple[str, float]]]:
     """Top-``topk`` items per prompt by exact level-synchronous beam search on a vLLM engine (see module doc).
+    ``level_softmax``: candidates scored by their softmax within their SID level (``sid_logprobs: "level"``).
 
     ``llm``: a ``vllm.LLM`` from :func:`make_llm`, or a model folder path (an engine is started, ~20 s on CPU).
     """
@@ -202,7 +213,8 @@ def recommend_vllm(llm, tokenizer, prompts: Sequence[str], sid_table: SidTable, 
             requests = [TokensPrompt(prompt_token_ids=prompt_ids[p] + prefixes[p][b]) for p, b in live]
             params = [SamplingParams(max_tokens=1, temperature=0.0, logprobs=max_children[level],
                                      extra_args={"sid_trie": trie_file, "sid_node": int(node[p, b]),
-                                                 "sid_logprobs": True}) for p, b in live]
+                                                 "sid_logprobs": "level" if level_softmax else True})
+                      for p, b in live]
             outputs = llm.generate(requests, params, use_tqdm=progress)
             log_probs = torch.full((n_prompts, width, size), float("-inf"))  # (prompt, beam, code)
             code_of = {int(t): c for c, t in enumerate(sid_token_ids[level, :size].tolist())}

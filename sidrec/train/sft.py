@@ -69,6 +69,12 @@ class SftArgs:
     model_loss: bool = opt(True, "the loss is the model's own cross-entropy over the completion tokens (one "
                                  "LM-head pass); false = TRL's tiled fused LM head, which recomputes the head in "
                                  "backward and logs entropy / token accuracy (about 2x slower for small CPU models)")
+    sid_softmax: str = opt("vocab", "what the loss normalises a SID token's probability over: vocab = the whole "
+                                    "vocabulary (the model's own cross-entropy); level = only the tokens of that "
+                                    "SID level's codebook (as TIGER-style and per-level-head models train: the "
+                                    "head is computed for those rows only, so SID positions cost a fraction of "
+                                    "the LM head). Text targets keep the whole vocabulary. Recorded in the "
+                                    "model's config (sid_softmax), which every decoder reads")
     dropout: float = opt(0.0, "GPT-2's embedding and residual dropout while training, for models that have none "
                               "(Qwen2, Llama: attention dropout only): the token embeddings and every attention "
                               "and MLP output are dropped before they join the residual stream. Added by forward "
@@ -100,6 +106,10 @@ class SftArgs:
             p.append(f"train_tasks: unknown {unknown}; choose from {list(TASKS)}")
         if self.budget_clock not in ("wall", "cpu"):
             p.append(f"budget_clock: {self.budget_clock!r}; choose wall or cpu")
+        if self.sid_softmax not in ("vocab", "level"):
+            p.append(f"sid_softmax: {self.sid_softmax!r}; choose vocab or level")
+        elif self.sid_softmax == "level" and not self.model_loss:
+            p.append("sid_softmax: level needs model_loss: true (TRL's fused head has no per-level softmax)")
         if not 0.0 <= self.dropout < 1.0:
             p.append(f"dropout: {self.dropout} must be in [0, 1)")
         if self.lora_r < 1 or self.lora_alpha < 1:
@@ -191,6 +201,13 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
     model = load_model(_model_path(args), trainer_args)
     if args.dropout:
         add_training_dropout(model, args.dropout)
+    level_tokens = None
+    if args.sid_softmax == "level":
+        model.config.sid_softmax = "level"  # saved with every checkpoint: the decoders score SIDs the same way
+        ids = sid_table.token_ids(tokenizer)
+        level_tokens = [ids[level, :size] for level, size in enumerate(sid_table.codebook_sizes)]
+    elif getattr(model.config, "sid_softmax", "vocab") != "vocab":
+        model.config.sid_softmax = "vocab"
     ds = load_align_dataset(args)
     valid = ds["valid"].select(range(min(args.val_samples, len(ds["valid"])))) if args.val_samples else None
 
@@ -211,6 +228,8 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
     )
     if ranking is not None:
         ranking.trainer = trainer
+    if level_tokens is not None:
+        trainer.sid_level_tokens = level_tokens
     # TRL's filter of fully masked examples leaves an indices mapping, through which every row the length-grouped
     # sampler draws is looked up (~1.5x slower per row); the same rows, flattened, keep the same order.
     trainer.train_dataset = trainer.train_dataset.flatten_indices()
@@ -266,12 +285,18 @@ def model_loss_trainer():
     from trl import SFTTrainer
 
     class ModelLossSFTTrainer(SFTTrainer):
+        sid_level_tokens: list | None = None  # set for sid_softmax: level (build_trainer)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                            position_ids=inputs.get("position_ids"), labels=inputs["labels"], use_cache=False,
-                            **extra)
-            loss = outputs.loss
+            if self.sid_level_tokens is not None:
+                loss = level_softmax_loss(model, inputs, self.sid_level_tokens, num_items_in_batch)
+                outputs = {"loss": loss}  # no logits were computed
+            else:
+                extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
+                outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                position_ids=inputs.get("position_ids"), labels=inputs["labels"], use_cache=False,
+                                **extra)
+                loss = outputs.loss
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())
             mode = "train" if model.training else "eval"
@@ -282,6 +307,47 @@ def model_loss_trainer():
             return (loss, outputs) if return_outputs else loss
 
     return ModelLossSFTTrainer
+
+
+def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_batch=None):
+    """Causal-LM cross-entropy where a SID target's softmax runs over its level's codebook tokens only
+    (``sid_softmax: level``) and any other target's over the whole vocabulary; summed over the target tokens
+    (``labels`` != -100, shifted by one as the model's own loss does) and divided by ``num_items_in_batch`` (the
+    trainer's count across the accumulated batch), else by the targets in this batch.
+
+    ``level_tokens``: per SID level, the vocab ids of its codes in code order. Only the head rows a target needs
+    are computed: ``(targets of level l) x (codes of level l)`` per level instead of ``targets x vocab``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                position_ids=inputs.get("position_ids"), use_cache=False).last_hidden_state
+    labels = inputs["labels"][:, 1:]
+    valid = labels != -100
+    targets, states = labels[valid], hidden[:, :-1][valid]  # (n,), (n, hidden)
+    weight = base.get_output_embeddings().weight
+    vocab = weight.shape[0]
+    level_of = torch.full((vocab,), -1, dtype=torch.long, device=targets.device)
+    code_of = torch.zeros(vocab, dtype=torch.long, device=targets.device)
+    for level, tokens in enumerate(level_tokens):
+        tokens = tokens.to(targets.device)
+        level_of[tokens] = level
+        code_of[tokens] = torch.arange(len(tokens), device=targets.device)
+    target_level = level_of[targets]
+    loss = states.new_zeros((), dtype=torch.float32)
+    for level, tokens in enumerate(level_tokens):
+        at = target_level == level
+        if at.any():
+            logits = states[at] @ weight.index_select(0, tokens.to(weight.device)).t()
+            loss = loss + F.cross_entropy(logits.float(), code_of[targets[at]], reduction="sum")
+    text = target_level < 0
+    if text.any():
+        logits = base.get_output_embeddings()(states[text])
+        loss = loss + F.cross_entropy(logits.float(), targets[text], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else valid.sum()
+    return loss / count
 
 
 def run_sft(args: SftArgs, trainer_args: SFTConfig) -> Path:
