@@ -74,6 +74,24 @@ def test_vllm_top_k_is_exact(llm, reference):
         assert_same_ranking(g, exhaustive(model, tokenizer, table, prompt)[:20], atol=1e-3)
 
 
+def test_vllm_level_softmax_equals_torch(llm, reference):
+    """``level_softmax`` (a model trained with ``sid_softmax: level``): vLLM's candidates are scored by their
+    softmax among their level's codes, the torch backend's top-K and scores exactly; higher than the
+    whole-vocabulary scores."""
+    model, tokenizer = reference
+    table = random_table(3)
+    beams = max_prefixes(table)
+    got = recommend(llm, tokenizer, PROMPTS, table, beams=beams, topk=20, backend="vllm", level_softmax=True)
+    want = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=20, backend="torch", level_softmax=True)
+    vocab = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=20, backend="torch")
+    for g, w, v in zip(got, want, vocab):
+        assert_same_ranking(g, w, atol=1e-3)
+        assert g[0][1] > v[0][1]
+    from sidrec.decode import sid_softmax_of
+
+    assert sid_softmax_of(llm) == sid_softmax_of(model) == "vocab"  # what recommend() reads when not told
+
+
 def test_zero_invalid_sids_over_10000_decodes(llm, reference):
     """50 random catalogues (1-4 levels, 1-8 codes, 1-60 items) x 200 users = 10,000 beam-search decodes with
     random beam widths and K: every item is a catalogue item, ranked, no duplicates, and each user's list equals the
