@@ -99,12 +99,14 @@ def trl_arm(trainer_factory, n_warmup: int, n_steps: int) -> float:
     return marks["end"] - marks["start"]
 
 
-def plain_arm(model_path: str, batches: list[dict], n_warmup: int, trainer_args) -> float:
+def plain_arm(model_path: str, batches: list[dict], n_warmup: int, trainer_args, level_tokens=None) -> float:
     """Seconds of a plain AdamW loop over ``batches[n_warmup:]`` (after ``batches[:n_warmup]`` untimed), with the
     trainer's device and weight dtype (bf16 weights on a GPU when ``bf16``, as the SFT stage loads them; fused
-    AdamW there)."""
+    AdamW there). ``level_tokens`` (``sid_softmax: level``): the same per-level loss the SFT stage computes."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    from sidrec.train.sft import level_softmax_loss
 
     cuda = torch.cuda.is_available() and not trainer_args.use_cpu
     device = torch.device("cuda" if cuda else "cpu")
@@ -120,8 +122,11 @@ def plain_arm(model_path: str, batches: list[dict], n_warmup: int, trainer_args)
         if step == n_warmup:
             _sync()
             start = time.perf_counter()
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     labels=batch["labels"]).loss
+        if level_tokens is not None:
+            loss = level_softmax_loss(model, batch, level_tokens)
+        else:
+            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         labels=batch["labels"]).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), trainer_args.max_grad_norm)
         optimizer.step()
@@ -147,17 +152,20 @@ def main(argv: list[str] | None = None) -> dict:
         probe = factory()
         batches = _batches(probe, args.warmup + args.steps)
         n_params = sum(p.numel() for p in probe.model.parameters())
+        level_tokens = getattr(probe, "sid_level_tokens", None)
         del probe
         tokens = _tokens(batches[args.warmup:])
         rounds = {"trl": [], "plain": []}
         for _ in range(args.rounds):
             rounds["trl"].append(trl_arm(factory, args.warmup, args.steps))
-            rounds["plain"].append(plain_arm(_model_path(sft_args), batches, args.warmup, trainer_args))
+            rounds["plain"].append(plain_arm(_model_path(sft_args), batches, args.warmup, trainer_args,
+                                             level_tokens))
     best = {arm: min(times) for arm, times in rounds.items()}
     rate = {arm: tokens / best[arm] for arm in best}
     result = {"benchmark": f"sft_speed_{args.name}", **environment(), "align": args.align,
               "command": "python scripts/bench_sft_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "config": Path(args.config).read_text() if args.config else None, "overrides": args.set,
+              "sid_softmax": sft_args.sid_softmax,
               "steps": args.steps, "warmup": args.warmup, "rounds": rounds, "batch_size":
               trainer_args.per_device_train_batch_size, "tokens_per_round": tokens, "n_parameters": n_params,
               "tokens_per_s": {k: round(v, 1) for k, v in rate.items()},
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     md = "\n".join([
         f"# SFT speed: TRL SFTTrainer vs a plain torch loop ({result['device']})", "",
         f"{result['date']}, commit {result['commit']}, torch {result['torch']}; align data `{args.align}`; "
-        f"{n_params / 1e6:.2f}M parameters; batch {result['batch_size']}; the same {args.steps} batches "
+        f"{n_params / 1e6:.2f}M parameters; loss: softmax over the {'SID level' if sft_args.sid_softmax == 'level' else 'vocabulary'} "
+        f"(sid_softmax: {sft_args.sid_softmax}, both arms); batch {result['batch_size']}; the same {args.steps} batches "
         f"({tokens} non-padding tokens) per arm and round, after {args.warmup} untimed steps; best of "
         f"{args.rounds} alternating rounds.", "", f"    {result['command']}", "",
         "| arm | seconds (best) | tokens/s | all rounds (s) |", "|---|---|---|---|",
