@@ -46,7 +46,8 @@ def test_loss_is_on_completions_only(align_dir, tmp_path):
 
     from sidrec.train.sft import build_trainer
 
-    trainer, _, n_train = build_trainer(*_parse(align_dir, tmp_path / "sft"))
+    # The whole-vocabulary loss (the demo config's level softmax: test_level_softmax_loss_...).
+    trainer, _, n_train = build_trainer(*_parse(align_dir, tmp_path / "sft", "--sid_softmax", "vocab"))
     tokenizer = trainer.processing_class
     train = datasets.load_from_disk(str(align_dir / "dataset"))["train"]
     assert n_train == len(train)
@@ -77,7 +78,8 @@ def test_loss_is_on_completions_only(align_dir, tmp_path):
     theirs = SFTTrainer.compute_loss(trainer, model, dict(batch))
     torch.testing.assert_close(ours, manual, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
-    plain, _, _ = build_trainer(*_parse(align_dir, tmp_path / "sft_trl", "--model_loss", "false"))
+    plain, _, _ = build_trainer(*_parse(align_dir, tmp_path / "sft_trl", "--model_loss", "false",
+                                        "--sid_softmax", "vocab"))
     # TRL's own loss (the resumable wrapper sidrec puts around every trainer class adds no compute_loss)
     assert isinstance(plain, SFTTrainer) and type(plain).compute_loss is SFTTrainer.compute_loss
 
