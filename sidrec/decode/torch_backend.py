@@ -167,30 +167,30 @@ def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_r
     log_probs = torch.empty(tokens.shape, dtype=torch.float32, device=tokens.device)
     linear = isinstance(head, torch.nn.Linear) and head.bias is None
     weight = None if not linear else head.weight if norm_tokens is None else head.weight.index_select(0, norm_tokens)
-    if norm_tokens is not None and head is not None and not linear:
-        head = (lambda base: lambda x: base(x).index_select(-1, norm_tokens))(head)
+
+    def project(block: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The chunk's logits (over ``norm_tokens`` when given), float32; a bias-free Linear head into ``out``."""
+        if linear:
+            logits = torch.mm(block, weight.t(), out=out)
+        else:
+            logits = block if head is None else head(block)
+            if norm_tokens is not None:
+                logits = logits.index_select(-1, norm_tokens)
+        return logits.float()
+
     buffer = None
     for start in range(0, tokens.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
-        if head is None:
-            logits = (features[rows] if norm_tokens is None else features[rows].index_select(-1, norm_tokens)).float()
-        elif linear:  # the head's matmul into the reused buffer (no allocation per chunk)
-            block = features[rows]
-            if buffer is None:
-                buffer = block.new_empty(min(chunk_rows, tokens.shape[0]), weight.shape[0])
-            logits = torch.mm(block, weight.t(), out=buffer[:block.shape[0]]).float()
-        else:
-            logits = head(features[rows]).float()
+        block = features[rows]
+        if linear and buffer is None:  # one buffer for every chunk's logits (no allocation per chunk)
+            buffer = block.new_empty(min(chunk_rows, tokens.shape[0]), weight.shape[0])
+        logits = project(block, buffer[:block.shape[0]] if linear else None)
         wanted = logits.gather(1, tokens[rows])
         # ``features`` are the caller's: exponentiate a copy then, else in place
         total = (logits.exp() if head is None else logits.exp_()).sum(-1, keepdim=True)
         unsafe = ~((total > _SAFE_SUM[0]) & (total < _SAFE_SUM[1]))
         if bool(unsafe.any()):  # rare: the max-shifted form for the chunk
-            if head is None:
-                logits = features[rows] if norm_tokens is None else features[rows].index_select(-1, norm_tokens)
-            else:
-                logits = features[rows] @ weight.t() if linear else head(features[rows])
-            logits = logits.float()
+            logits = project(block)
             top = logits.amax(-1, keepdim=True)
             total = torch.where(unsafe, (logits - top).exp_().sum(-1, keepdim=True).log_().add_(top),
                                 total.log())
