@@ -60,17 +60,24 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
         (main_root / ".pipeline").mkdir(exist_ok=True)
         (main_root / ".pipeline" / f"{stage}.json").write_text(json.dumps({"stage": stage, "hash": hashes[stage]}))
     (main_root / "model").mkdir()
+    # Every ablation trains exactly as many optimisation steps as the full run's SFT did, so it needs that run.
+    with pytest.raises(SystemExit, match="train --variants full first"):
+        bench.variant_config(args, "text_sids")
+    (main_root / "sft").mkdir()
+    (main_root / "sft" / "sft_summary.json").write_text(json.dumps({"global_step": 321}))
+    equal_steps = {"num_train_epochs": 1, "max_steps": 321, "early_stopping_patience": None}
 
     text, _ = bench.variant_config(args, "text_sids")
     assert text.run_dir == str(main_root / "ablations" / "text_sids")
     assert text.quantize == {"levels": 2, "embedding": "text"} and text.grpo["enabled"] is False
+    assert text.sft == equal_steps
     bench.link_shared(main_cfg, text)
     var = Path(text.run_dir)
     assert (var / "data").is_symlink() and (var / "semantics").is_symlink() and (var / "model").is_symlink()
     assert not (var / "sids").exists() and not (var / ".pipeline" / "quantize.json").exists()
 
     no_init, _ = bench.variant_config(args, "no_sa_init")
-    assert no_init.align == {"sa_init": False} and no_init.sft == {"num_train_epochs": 1}
+    assert no_init.align == {"sa_init": False} and no_init.sft == equal_steps
     bench.link_shared(main_cfg, no_init)
     var = Path(no_init.run_dir)
     assert (var / "sids").resolve() == (main_root / "sids").resolve()
@@ -90,12 +97,8 @@ def test_ablation_variants_share_only_the_unchanged_stages(tmp_path):
         ["--config", str(config), "--set", "align.ts_align=false"]), "full")
     assert bench.default_variants(main_only, variants) == ["full", "text_sids", "no_sa_init", "ts_align"]
 
-    # An early-stopped config: ablations train exactly as many steps as the full run did; seed repeats do not.
+    # An early-stopped config: ablations train as many steps with early stopping off; seed repeats keep the rule.
     early = bench.make_parser().parse_args(["--config", str(config), "--set", "sft.early_stopping_patience=3"])
-    with pytest.raises(SystemExit, match="train --variants full first"):
-        bench.variant_config(early, "no_ts_align")
-    (main_root / "sft").mkdir()
-    (main_root / "sft" / "sft_summary.json").write_text(json.dumps({"global_step": 321}))
     no_ts, _ = bench.variant_config(early, "no_ts_align")
     assert no_ts.sft == {"early_stopping_patience": None, "max_steps": 321}
     seed2, _ = bench.variant_config(early, "seed2")
@@ -151,11 +154,15 @@ def test_shipped_variants_are_the_arms_the_pages_were_made_with(tmp_path):
     assert {k: v for k, v in labels.items() if k.split("/")[0] in OLD_ARMS} == OLD_LABELS
     assert {k for k in labels if k.split("/")[0] not in OLD_ARMS} == {f"{name}/sft" for name in ADDED_ARMS}
     assert [n for n, v in variants.items() if v.seed_repeat] == ["seed2", "seed3"]
+    (tmp_path / "run" / "sft").mkdir(parents=True)  # the full run's SFT: the ablations take its step count
+    (tmp_path / "run" / "sft" / "sft_summary.json").write_text('{"global_step": 7}')
     for name, changes in {**OLD_ARMS, **ADDED_ARMS}.items():
         expected = yaml.safe_load(yaml.safe_dump(base))
         for key, value in changes.items():
             section, option = key.split(".")
             expected.setdefault(section, {})[option] = value
+        if name != "full" and not variants[name].seed_repeat:
+            expected["sft"].update(max_steps=7, early_stopping_patience=None)
         expected["run_dir"] = base["run_dir"] if name == "full" else f"{base['run_dir']}/ablations/{name}"
         cfg, _ = bench.variant_config(args, name, check=True)
         got = {k: v for k, v in vars(cfg).items() if k in expected}

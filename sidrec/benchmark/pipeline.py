@@ -18,8 +18,8 @@ and checks it). The shipped ones:
     seed2/seed3  (opt-in) the full run with SFT and GRPO seeds config seed + 1 / + 2 (same SIDs and base
                  model): the generative rows then report the mean and sample std over the three seeds
 
-Ablations compare arms at equal optimisation steps: when the config early-stops SFT, each ablation trains exactly
-as many steps as the full run did (early stopping off, the best validation checkpoint within them kept).
+Ablations compare arms at equal optimisation steps: each ablation trains exactly as many steps as the full run's
+SFT did (early stopping off, the best validation checkpoint within them kept), so ``full`` trains first.
 
 Ablation runs live in ``RUN/ablations/<name>`` and share the main run's data, semantics, SIDs and base model
 through symlinks wherever their options are unchanged, so only what differs is recomputed. Every stage is
@@ -132,15 +132,18 @@ def variant_config(args, name: str, check: bool = False):
     main_root = Path(tree.get("run_dir", "runs/demo"))
     if name != "full":
         tree["run_dir"] = str(main_root / "ablations" / name)
-        if not variant.seed_repeat and (tree.get("sft") or {}).get("early_stopping_patience") is not None:
+        if not variant.seed_repeat:
             # Equal optimisation steps in every arm: an ablation trains exactly as many steps as the full run did
-            # (early stopping off; the best validation checkpoint within them is still kept).
+            # (early stopping off; the best validation checkpoint within them is still kept), whether the full
+            # run stopped early or ran its epochs (an arm without the alignment tasks has fewer steps per epoch,
+            # and a decaying learning-rate schedule spans the same steps).
             summary = main_root / "sft" / "sft_summary.json"
             if not summary.is_file():
                 raise SystemExit(f"variant {name}: {summary} not found: train --variants full first (the "
                                  "ablations train as many steps as it did)")
-            tree["sft"]["max_steps"] = int(json.loads(summary.read_text())["global_step"])
-            tree["sft"]["early_stopping_patience"] = None
+            sft = tree.setdefault("sft", {})
+            sft["max_steps"] = int(json.loads(summary.read_text())["global_step"])
+            sft["early_stopping_patience"] = None
     return resolve(PipelineConfig, overrides=tree), main_root
 
 
