@@ -148,6 +148,68 @@ def test_check_rejects_invalid_rollouts(tiny_run):
             rollout.check([good + [eos]] + bad)
 
 
+def test_level_policy_logps_are_normalised_over_each_level_and_eos_is_certain(tiny_run):
+    from sidrec.train.grpo import InvalidRolloutError, level_completion_logps, level_policy_trainer
+
+    model, tokenizer, table = _load(tiny_run)
+    ids = table.token_ids(tokenizer)
+    code_of = torch.full((3, int(ids.max()) + 1), -1)
+    for level in range(3):
+        code_of[level, ids[level]] = torch.arange(4)
+    eos = tokenizer.eos_token_id
+    prompt = tokenizer.encode("User history: <a_0><b_1><c_2>. Next item:", add_special_tokens=False)
+    rows = [prompt + [int(ids[0, 3]), int(ids[1, 0]), int(ids[2, 2]), eos],
+            prompt + [int(ids[0, 1]), int(ids[1, 1]), int(ids[2, 3]), eos]]
+    input_ids = torch.tensor(rows)
+    logps, entropies = level_completion_logps(model, input_ids, torch.ones_like(input_ids), 4, code_of)
+    with torch.no_grad():
+        logits = model(input_ids).logits[:, len(prompt) - 1:-1]  # the scores of the 4 completion tokens
+    for row, codes in enumerate([(3, 0, 2), (1, 1, 3)]):
+        for level, code in enumerate(codes):
+            expected = logits[row, level, ids[level]].log_softmax(-1)
+            assert logps[row, level].item() == pytest.approx(expected[code].item(), abs=1e-5)
+            assert entropies[row, level].item() == pytest.approx(-(expected.exp() * expected).sum().item(), abs=1e-5)
+        # the vocabulary softmax gives each SID token a smaller probability than its level's softmax does
+        assert logits[row, 0].log_softmax(-1)[ids[0, codes[0]]] < logps[row, 0]
+    assert logps[:, 3].tolist() == [0.0, 0.0] and logps.requires_grad
+    wrong_level = input_ids.clone()
+    wrong_level[0, len(prompt) + 1] = int(ids[0, 1])  # a first-level code at the second position
+    with pytest.raises(InvalidRolloutError, match="outside SID level 1"):
+        level_completion_logps(model, wrong_level, torch.ones_like(input_ids), 4, code_of)
+    assert issubclass(level_policy_trainer(ids, [4, 4, 4]), __import__("trl").GRPOTrainer)
+
+
+def test_policy_softmax_follows_the_model_and_level_leaves_other_rows_alone(tiny_run, tmp_path, caplog):
+    from transformers import AutoModelForCausalLM
+
+    from sidrec.train.grpo import run_grpo
+
+    level_model = tmp_path / "level_sft"
+    model, tokenizer, table = _load(tiny_run)
+    model.config.sid_softmax = "level"
+    model.save_pretrained(level_model)
+    tokenizer.save_pretrained(level_model)
+    sid_rows = table.token_ids(tokenizer).flatten()
+    before = model.lm_head.weight.detach().clone()
+    others = torch.ones(len(before), dtype=torch.bool)
+    others[sid_rows] = False  # output rows of text tokens (and EOS); untied, so no input gradient reaches them
+    assert not model.config.tie_word_embeddings
+
+    caplog.set_level(logging.INFO, logger="sidrec.train.grpo")
+    final = run_grpo(_args(tiny_run, sft_model=str(level_model)), _trainer_args(tmp_path / "level", beta=0.0))
+    assert "over their level's codes" in caplog.text
+    after = AutoModelForCausalLM.from_pretrained(final).lm_head.weight.detach()
+    assert not torch.equal(after[sid_rows], before[sid_rows])
+    assert torch.equal(after[others], before[others])
+
+    caplog.clear()
+    final = run_grpo(_args(tiny_run, sft_model=str(level_model), policy_softmax="vocab"),
+                     _trainer_args(tmp_path / "vocab", beta=0.0))
+    assert "over the vocabulary" in caplog.text
+    after = AutoModelForCausalLM.from_pretrained(final).lm_head.weight.detach()
+    assert not torch.equal(after[others], before[others])
+
+
 # ------------------------------------------------------------------------------------------------ training
 def test_run_grpo_trains_logs_and_skips_a_finished_run(tiny_run, tmp_path, caplog):
     from transformers import AutoModelForCausalLM

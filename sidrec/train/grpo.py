@@ -9,7 +9,10 @@ completion under the trie of :mod:`sidrec.sid`, either
   MiniOneRec does (Kong et al. 2025, §3.3), using the exact beam search of :mod:`sidrec.decode`.
 
 and checks the result: a completion that is not one valid SID followed by EOS stops training
-(:class:`InvalidRolloutError`). The constraint only shapes sampling; the policy loss sees the full vocabulary.
+(:class:`InvalidRolloutError`). The policy's log-probability of a SID token is normalised the way the SFT model
+was trained and is decoded (``policy_softmax: model``, the default): over the whole vocabulary (TRL's own), or,
+for a model trained with ``sft.sid_softmax: level``, over the codes of the token's SID level
+(:func:`level_policy_trainer`), so the ratio, clipping and KL of the GRPO loss see the distribution decoding uses.
 
 Rewards (:mod:`sidrec.train.rewards`) are chosen by name in ``GrpoArgs.rewards`` and weighted by TRL's
 ``GRPOConfig.reward_weights``. Reward and KL curves go to ``report_to`` (tensorboard works offline) and to
@@ -73,6 +76,11 @@ class GrpoArgs:
                 "num_generations constrained samples per prompt")
     rewards: list[str] = opt(["exact", "ndcg", "prefix"], f"reward functions, any of {list(REWARD_NAMES)}; "
                                                            "weights: GRPOConfig reward_weights, same order")
+    policy_softmax: Literal["model", "vocab", "level"] = opt(
+        "model", "what the policy's log-probability of a completion SID token is normalised over: level = the codes "
+                 "of its SID level (how a `sft.sid_softmax: level` model is trained and decoded; the EOS after the "
+                 "SID then counts as certain), vocab = the whole vocabulary (TRL's own), model = what the SFT "
+                 "model's config records (sid_softmax)")
     train_split: str = opt("train", "split whose samples are the GRPO prompts")
     max_history: int | None = opt(None, "most recent history items in a prompt (default: all the dataset keeps; "
                                          "use the SFT stage's value)")
@@ -89,6 +97,8 @@ class GrpoArgs:
         p = []
         if self.rollout not in ("sample", "beam"):
             p.append(f"rollout: {self.rollout!r} is not one of ['sample', 'beam']")
+        if self.policy_softmax not in ("model", "vocab", "level"):
+            p.append(f"policy_softmax: {self.policy_softmax!r} is not one of ['model', 'vocab', 'level']")
         unknown = [r for r in self.rewards if r not in REWARD_NAMES]
         if unknown:
             p.append(f"rewards: unknown {unknown}; choose from {list(REWARD_NAMES)}")
@@ -267,6 +277,75 @@ class SidRollout:
 
 
 # ---------------------------------------------------------------------------------------------------- logging
+def level_completion_logps(model, input_ids, attention_mask, logits_to_keep: int, code_of):
+    """Log-probabilities (and entropies) of the last ``logits_to_keep`` tokens of ``input_ids`` (a completion: one
+    SID then EOS) where completion position ``l < n_levels`` is normalised over SID level ``l``'s codes only and
+    later positions (EOS, padding) count as certain (log-probability 0, entropy 0).
+
+    ``code_of``: ``(n_levels, n)`` int64, the code of vocabulary token ``t < n`` at each level, -1 for other tokens.
+    Goes through ``model``'s own forward (wrappers, LoRA and DeepSpeed included), asking for the scores of the
+    last ``logits_to_keep + 1`` positions only. Raises :class:`InvalidRolloutError` when a completion position
+    holds a token that is not a code of its level.
+    """
+    import torch
+
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep + 1,
+                   use_cache=False).logits[:, :-1]  # (batch, logits_to_keep, vocab): the completion's scores
+    targets = input_ids[:, -logits_to_keep:]
+    code_of = code_of.to(targets.device)
+    n_levels = min(code_of.shape[0], logits_to_keep)
+    logps = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
+    entropies = torch.zeros_like(logps)
+    columns, entropy_columns = [], []
+    for level in range(n_levels):
+        tokens = (code_of[level] >= 0).nonzero().squeeze(1)  # this level's tokens, in code order
+        token = targets[:, level]
+        codes = torch.where(token < code_of.shape[1], code_of[level, token.clamp(max=code_of.shape[1] - 1)], -1)
+        if (codes < 0).any():
+            raise InvalidRolloutError(f"completion position {level} holds a token outside SID level {level}")
+        level_logps = logits[:, level].index_select(-1, tokens).float().log_softmax(-1)
+        columns.append(level_logps.gather(1, codes[:, None]).squeeze(1))
+        entropy_columns.append(-(level_logps.exp() * level_logps).sum(-1).detach())
+    logps = torch.cat([torch.stack(columns, 1), logps[:, n_levels:]], 1)
+    entropies = torch.cat([torch.stack(entropy_columns, 1), entropies[:, n_levels:]], 1)
+    return logps, entropies
+
+
+def level_policy_trainer(sid_token_ids, codebook_sizes: Sequence[int]):
+    """``GRPOTrainer`` whose per-token log-probabilities of the completion's SID tokens are normalised over their
+    level's codes (:func:`level_completion_logps`): the policy a ``sid_softmax: level`` model is trained and
+    decoded with. Rollouts, rewards, advantages, loss, KL and logging stay TRL's.
+
+    ``sid_token_ids``: ``SidTable.token_ids(tokenizer)``, ``(n_levels, max_codebook_size)``.
+    """
+    import torch
+    from trl import GRPOTrainer
+
+    vocab = int(sid_token_ids.max()) + 1
+    code_of = torch.full((len(codebook_sizes), vocab), -1, dtype=torch.long)
+    for level, size in enumerate(codebook_sizes):
+        code_of[level, sid_token_ids[level, :size]] = torch.arange(size)
+
+    class LevelPolicyGRPOTrainer(GRPOTrainer):
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               **multimodal):
+            if compute_aux_loss or any(v is not None for v in multimodal.values()):
+                raise ConfigError(["policy_softmax: level supports text-only dense models; use vocab"])
+            batch_size = batch_size or input_ids.size(0)
+            logps, entropies = [], []
+            for start in range(0, input_ids.size(0), batch_size):
+                end = start + batch_size
+                with self.accelerator.autocast():
+                    lp, ent = level_completion_logps(model, input_ids[start:end], attention_mask[start:end],
+                                                     logits_to_keep, code_of)
+                logps.append(lp)
+                entropies.append(ent)
+            return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+    return LevelPolicyGRPOTrainer
+
+
 def _curve_logger(path: Path, start_step: int):
     """A TrainerCallback that appends every log record (reward, KL, loss, ...) to ``path`` (a JSON list).
 
@@ -384,6 +463,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     from accelerate import PartialState
     from trl import GRPOTrainer
 
+    from sidrec.decode import sid_softmax_of
     from sidrec.sid import SidTable
     from sidrec.train.rewards import build_reward_funcs
 
@@ -409,7 +489,13 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
                                        args.max_history)
 
     rollout = SidRollout(sid_table, tokenizer, args.rollout, trainer_args.num_generations)
-    trainer = resumable(GRPOTrainer)(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
+    policy = args.policy_softmax if args.policy_softmax != "model" else sid_softmax_of(model)
+    trainer_class = GRPOTrainer
+    if policy == "level":
+        trainer_class = level_policy_trainer(rollout.sid_token_ids, sid_table.codebook_sizes)
+    log.info("grpo: policy log-probabilities of SID tokens over %s", "their level's codes" if policy == "level"
+             else "the vocabulary")
+    trainer = resumable(trainer_class)(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
                           args=trainer_args, train_dataset=dataset, processing_class=tokenizer,
                           rollout_func=rollout, callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
     started = time.perf_counter()
