@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -245,6 +246,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_run, tmp_path, caplog)
     run_grpo(_args(tiny_run, rollout="sample"), _trainer_args(out, max_steps=3, save_steps=1))
     assert "resuming from" in caplog.text and "checkpoint-2" in caplog.text
     assert "1 steps resumed at step 2, 8 rollouts" in caplog.text  # only step 3 was generated again
+    assert re.search(r"rollouts \(all valid SIDs\), [0-9.]+ min \([0-9.]+ CPU min\)", caplog.text)
     assert [r["step"] for r in json.loads((out / CURVES_FILE).read_text()) if "reward" in r] == [1, 2, 3]
 
 

@@ -498,9 +498,9 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
     trainer = resumable(trainer_class)(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
                           args=trainer_args, train_dataset=dataset, processing_class=tokenizer,
                           rollout_func=rollout, callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = train_or_finish(trainer, resume)
-    minutes = (time.perf_counter() - started) / 60
+    minutes, cpu_minutes = (time.perf_counter() - started) / 60, (time.process_time() - cpu_started) / 60
 
     final = save_final(trainer, tokenizer, out, "grpo", args.sft_model)
     if main_process:
@@ -509,7 +509,7 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
                                             args.valid_beams, args.max_history)
             write_json(out / VALID_METRICS_FILE, valid)
         record.mark_done()
-        _summary(out, result.global_step, start_step, minutes, rollout, valid)
+        _summary(out, result.global_step, start_step, minutes, rollout, valid, cpu_minutes)
     end(trainer)
     return final
 
@@ -536,14 +536,15 @@ def sid_table_strings(sid_table: SidTable) -> list[str]:
 
 
 def _summary(out: Path, global_step: int, start_step: int, minutes: float, rollout: SidRollout,
-             valid: dict[str, Any]) -> None:
-    """The one-screen summary: steps, rollouts checked, reward and KL, validation NDCG@10 before and after."""
+             valid: dict[str, Any], cpu_minutes: float | None = None) -> None:
+    """The one-screen summary: steps, rollouts checked, wall (and this process's CPU) minutes, reward and KL,
+    validation NDCG@10 before and after."""
     curves = json.loads((out / CURVES_FILE).read_text()) if (out / CURVES_FILE).is_file() else []
     rewarded = [r for r in curves if "reward" in r]
     first, last = (rewarded[0], rewarded[-1]) if rewarded else ({}, {})
     resumed = f" resumed at step {start_step}" if start_step else ""
     lines = [f"grpo: {global_step - start_step} steps{resumed}, {rollout.n_checked} rollouts (all valid SIDs), "
-             f"{minutes:.1f} min",
+             f"{minutes:.1f} min" + (f" ({cpu_minutes:.1f} CPU min)" if cpu_minutes is not None else ""),
              f"  reward {first.get('reward', float('nan')):.3f} -> {last.get('reward', float('nan')):.3f}, "
              f"kl {last.get('kl', float('nan')):.4f}"]
     if valid:
