@@ -276,7 +276,7 @@ class SidRollout:
         self.n_checked += len(completion_ids)
 
 
-# ---------------------------------------------------------------------------------------------------- logging
+# ---------------------------------------------------------------------------------------------- level policy
 def level_completion_logps(model, input_ids, attention_mask, logits_to_keep: int, code_of):
     """Log-probabilities (and entropies) of the last ``logits_to_keep`` tokens of ``input_ids`` (a completion: one
     SID then EOS) where completion position ``l < n_levels`` is normalised over SID level ``l``'s codes only and
@@ -294,8 +294,7 @@ def level_completion_logps(model, input_ids, attention_mask, logits_to_keep: int
     targets = input_ids[:, -logits_to_keep:]
     code_of = code_of.to(targets.device)
     n_levels = min(code_of.shape[0], logits_to_keep)
-    logps = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
-    entropies = torch.zeros_like(logps)
+    certain = torch.zeros(targets.shape[0], logits_to_keep - n_levels, dtype=torch.float32, device=targets.device)
     columns, entropy_columns = [], []
     for level in range(n_levels):
         tokens = (code_of[level] >= 0).nonzero().squeeze(1)  # this level's tokens, in code order
@@ -306,9 +305,7 @@ def level_completion_logps(model, input_ids, attention_mask, logits_to_keep: int
         level_logps = logits[:, level].index_select(-1, tokens).float().log_softmax(-1)
         columns.append(level_logps.gather(1, codes[:, None]).squeeze(1))
         entropy_columns.append(-(level_logps.exp() * level_logps).sum(-1).detach())
-    logps = torch.cat([torch.stack(columns, 1), logps[:, n_levels:]], 1)
-    entropies = torch.cat([torch.stack(entropy_columns, 1), entropies[:, n_levels:]], 1)
-    return logps, entropies
+    return torch.cat([torch.stack(columns, 1), certain], 1), torch.cat([torch.stack(entropy_columns, 1), certain], 1)
 
 
 def level_policy_trainer(sid_token_ids, codebook_sizes: Sequence[int]):
@@ -346,6 +343,7 @@ def level_policy_trainer(sid_token_ids, codebook_sizes: Sequence[int]):
     return LevelPolicyGRPOTrainer
 
 
+# ---------------------------------------------------------------------------------------------------- logging
 def _curve_logger(path: Path, start_step: int):
     """A TrainerCallback that appends every log record (reward, KL, loss, ...) to ``path`` (a JSON list).
 
