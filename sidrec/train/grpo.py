@@ -493,9 +493,10 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
         trainer_class = level_policy_trainer(rollout.sid_token_ids, sid_table.codebook_sizes)
     log.info("grpo: policy log-probabilities of SID tokens over %s", "their level's codes" if policy == "level"
              else "the vocabulary")
-    trainer = resumable(trainer_class)(model=model, reward_funcs=build_reward_funcs(args.rewards, sid_table_strings(sid_table)),
-                          args=trainer_args, train_dataset=dataset, processing_class=tokenizer,
-                          rollout_func=rollout, callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
+    rewards = build_reward_funcs(args.rewards, sid_table_strings(sid_table))
+    trainer = resumable(trainer_class)(model=model, reward_funcs=rewards, args=trainer_args, train_dataset=dataset,
+                                       processing_class=tokenizer, rollout_func=rollout,
+                                       callbacks=[_curve_logger(out / CURVES_FILE, start_step)])
     started, cpu_started = time.perf_counter(), time.process_time()
     result = train_or_finish(trainer, resume)
     minutes, cpu_minutes = (time.perf_counter() - started) / 60, (time.process_time() - cpu_started) / 60
