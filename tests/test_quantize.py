@@ -312,3 +312,69 @@ def test_item_level_gives_every_item_its_own_last_token_and_refuses_cold_start(c
     assert json.loads((out / "stats.json").read_text())["collision_resolution"]["strategy"] == "item_level"
     with pytest.raises(InputError, match="one token per item"):
         assign_sids(out, x[:3])
+
+
+# ---- the collaborative view ------------------------------------------------------------------------------------------
+def test_collaborative_view_groups_items_bought_together(synthetic_data, tmp_path):
+    """Semantic embeddings of pure noise + the collaborative view (an ID-only SASRec on the training split): items
+    under one first-level code are bought together in training sequences far more often than items under different
+    codes; without the view the codes follow the noise. The recommender trains beside the SIDs and is reused, the
+    fingerprint follows the data, and a new item (no interactions) gets a SID from its semantic embedding alone."""
+    from sidrec.baselines.sequences import train_sequences
+    from sidrec.data import load_data
+    from sidrec.errors import InputError
+
+    data = load_data(synthetic_data)
+    ids = list(data.item_ids)
+    noise = np.random.default_rng(0).standard_normal((len(ids), 16))
+    semantics = write_semantics(tmp_path / "semantics", ids, noise)
+    together = np.zeros((len(ids), len(ids)))
+    for seq in train_sequences(data)[1]:
+        for a, b in zip(seq, seq[1:]):
+            together[a - 1, b - 1] += 1
+            together[b - 1, a - 1] += 1
+
+    def within_over_across(out: Path) -> float:
+        first = SidTable.load(out).codes[:, 0]
+        same = first[:, None] == first[None, :]
+        np.fill_diagonal(same, False)
+        across = ~same
+        np.fill_diagonal(across, False)
+        return together[same].mean() / together[across].mean()
+
+    options = {"method": "rq-kmeans", "collision": "extra_level", "codebook_size": 6, "levels": 2,
+               "data": str(synthetic_data)}
+    plain = quantize(semantics, tmp_path / "plain", **options)
+    collab = {"hidden_size": 16, "num_heads": 1, "epochs": 40, "patience": 5, "device": "cpu"}
+    out = quantize(semantics, tmp_path / "sids", collaborative_weight=3.0, collaborative=collab, **options)
+    assert within_over_across(plain) < 1.5 and within_over_across(out) > 3.0  # measured: 0.84 and 5.5
+    stats = json.loads((out / "stats.json").read_text())["collaborative"]
+    assert stats["model"] == "sasrec" and stats["dim"] == 16 and stats["weight"] == 3.0
+    cf = np.load(out / "collaborative_emb.npy")
+    assert cf.shape == (len(ids), 16)
+    assert (tmp_path / "sids_collaborative" / "best.pt").is_file()
+    mtime = (out / "sids.json").stat().st_mtime_ns
+    quantize(semantics, tmp_path / "sids", collaborative_weight=3.0, collaborative=collab, **options)
+    assert (out / "sids.json").stat().st_mtime_ns == mtime  # same options, semantics and data: skipped
+    # Cold start: a new item's semantic embedding alone (its collaborative part is empty) gets a free SID.
+    before = {tuple(s) for s in json.loads((out / "sids.json").read_text()).values()}
+    added = add_items_to_sids(out, ["NEW"], noise[:1])
+    assert len(added["NEW"]) == 3 and tuple(added["NEW"]) not in before
+    assert len(SidTable.load(out).item_ids) == len(ids) + 1
+    with pytest.raises(InputError, match="expects"):  # neither the semantic nor the combined width
+        assign_sids(out, np.zeros((1, 5), np.float32))
+
+
+def test_collaborative_view_errors(catalogue, tmp_path):
+    from sidrec.config import resolve
+    from sidrec.errors import ConfigError, InputError
+
+    semantics, _, _ = catalogue
+    with pytest.raises(ConfigError, match="collaborative_weight: needs data"):
+        resolve(QuantizeConfig, overrides={"collaborative_weight": 1.0})
+    with pytest.raises(ConfigError, match="collaborative_weight: must be >= 0"):
+        resolve(QuantizeConfig, overrides={"collaborative_weight": -1.0, "data": "x"})
+    with pytest.raises(InputError, match="ID-only neural model"):
+        quantize(semantics, tmp_path / "sids", collaborative_weight=1.0, data=str(tmp_path),
+                 collaborative={"model": "popularity"})
+    assert not (tmp_path / "sids").exists()

@@ -17,6 +17,7 @@ def quantize(config_path, overrides) -> None:
     sidrec quantize --semantics runs/demo/semantics --out runs/demo/sids --config configs/quantize/demo.yaml
     sidrec quantize --config configs/quantize/industrial.yaml --semantics R/semantics --out R/sids
     sidrec quantize --method rq-kmeans --collision extra_level --semantics R/semantics --out R/sids_rqk
+    sidrec quantize --semantics R/semantics --data R/data --collaborative-weight 1 --out R/sids_cf
     """
     import json
 
@@ -31,6 +32,11 @@ def quantize(config_path, overrides) -> None:
     final, before = stats["final"], stats["before_resolution"]
     console.print(f"[bold]quantize[/] -> {out}: {stats['n_items']} items, levels {stats['codebook_sizes']}, "
                   f"recon MSE {stats['reconstruction_mse']:.4f}")
+    if stats.get("collaborative"):
+        cf = stats["collaborative"]
+        console.print(f"  collaborative view: {cf['model']} item table ({cf['dim']} dims, weight {cf['weight']}) "
+                      f"from {cf['checkpoint']}; {cf['items_without_training_interactions']} items without a "
+                      "training interaction")
     console.print(f"  collisions before resolution: {before['collision_rate']:.2%} of items, largest group "
                   f"{before['largest_collision_group']}; after ({stats['collision_resolution']['strategy']}): "
                   f"{final['unique_fraction']:.0%} unique")

@@ -37,11 +37,17 @@ class QuantizeConfig:
 
     semantics: str = opt("runs/demo/semantics", "semantics folder with item_emb.npy and item_index.json")
     out: str = opt("runs/demo/sids", "output folder (RUN/sids)")
-    data: str | None = opt(None, "prepared dataset (RUN/data): item texts for `sids inspect` (optional)")
+    data: str | None = opt(None, "prepared dataset (RUN/data): item texts for `sids inspect`; the training split for "
+                                 "--collaborative-weight")
     method: Literal["rqvae", "rq-kmeans"] = opt("rqvae", "quantizer: RQ-VAE or faiss residual k-means")
     embedding: Literal["item", "text", "sensory", "lexical"] = opt(
         "item", "which semantics embedding to quantize (item = fused; lexical = the TF-IDF view a semantics "
                 "folder made with lexical_dim holds)")
+    collaborative_weight: float = opt(
+        0.0, "weight of the collaborative view: the item table of an ID-only SASRec trained on --data's training "
+             "split, concatenated to the chosen embedding (both unit rows; 1 = equal share of a distance; 0 = off)")
+    collaborative: dict = opt({}, "options of that recommender (`sidrec baseline` options, e.g. {hidden_size: 64})")
+    collaborative_dir: str | None = opt(None, "where it trains and resumes (default: <out>_collaborative)")
     levels: int = opt(3, "number of code levels")
     codebook_size: int = opt(256, "codes per level (use ~16-32 for catalogues of a few hundred items)")
     codebook_sizes: list[int] = opt([], "per-level codebook sizes (overrides --codebook-size), e.g. 256,256,256")
@@ -79,6 +85,10 @@ class QuantizeConfig:
             p.append(f"codebook_sizes: {len(self.codebook_sizes)} sizes for {self.levels} levels")
         if any(k < 2 for k in self.sizes):
             p.append("codebook sizes must be >= 2")
+        if self.collaborative_weight < 0:
+            p.append("collaborative_weight: must be >= 0")
+        if self.collaborative_weight > 0 and not self.data:
+            p.append("collaborative_weight: needs data (the prepared dataset whose training split trains the view)")
         for name in ("latent_dim", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 p.append(f"{name}: must be >= 1")
@@ -151,12 +161,22 @@ class QuantizeStage(Stage[QuantizeConfig]):
     """
 
     name = "quantize"
-    unhashed = ("out", "force", "progress", "data")  # data only names item texts for `sids inspect`
+    unhashed = ("out", "force", "progress", "data", "collaborative_dir")  # data's marker digest is an input instead
     outputs = ("sids.json", MODEL_FILE, "stats.json")
     digest_outputs = ("sids.json",)
 
     def inputs(self, cfg: QuantizeConfig) -> dict[str, str | Path | None]:
-        return {"semantics": cfg.semantics}
+        paths: dict[str, str | Path | None] = {"semantics": cfg.semantics}
+        if cfg.collaborative_weight > 0:
+            paths["data"] = cfg.data
+        return paths
+
+    def options(self, cfg: QuantizeConfig) -> dict:
+        view = super().options(cfg)
+        if cfg.collaborative_weight == 0:  # off: the fingerprint SIDs made before the option existed carry
+            view.pop("collaborative_weight")
+            view.pop("collaborative")
+        return view
 
     def legacy_view(self, cfg: QuantizeConfig) -> dict:
         """Before format 2: the options with the semantics path and the embeddings' content hash."""
@@ -170,10 +190,20 @@ class QuantizeStage(Stage[QuantizeConfig]):
         from sidrec.torch_threads import one_thread
 
         ids, emb = load_embeddings(cfg.semantics, cfg.embedding)
-        x = torch.from_numpy(emb)
-        timings = {}
-        t0 = time.perf_counter()
+        timings, collab = {}, None
         device = resolve_device(cfg.device)
+        if cfg.collaborative_weight > 0:
+            from sidrec.quantize.collaborative import collaborative_embeddings, combine
+
+            t0 = time.perf_counter()
+            cf, collab = collaborative_embeddings(cfg.data, ids, cfg.collaborative_dir or f"{Path(cfg.out)}_collaborative",
+                                                  cfg.collaborative, cfg.seed, cfg.device)
+            collab.update(weight=cfg.collaborative_weight, semantic_dim=int(emb.shape[1]))
+            emb = combine(emb, cf, cfg.collaborative_weight)
+            np.save(out / "collaborative_emb.npy", cf)
+            timings["collaborative_s"] = round(time.perf_counter() - t0, 2)
+        x = torch.from_numpy(emb)
+        t0 = time.perf_counter()
         if cfg.method == "rqvae":
             with one_thread(device == "cpu"):
                 model, history = train_rqvae(x, cfg, device)
@@ -215,12 +245,12 @@ class QuantizeStage(Stage[QuantizeConfig]):
                               "first_loss": history["loss"][0] if history.get("loss") else None,
                               "epochs": len(history.get("loss", [])),
                               "reseeded_codes": int(np.sum(history.get("reseeded", [])))},
-                 "timings": timings}
+                 "collaborative": collab, "timings": timings}
         write_json(out / "sids.json", {i: [int(c) for c in row] for i, row in zip(ids, final)}, indent=None)
         torch.save({"kind": model.kind, "state_dict": model.state_dict(), "in_dim": int(x.shape[1]),
                     "codebook_sizes": cfg.sizes, "sid_codebook_sizes": sizes, "latent_dim": cfg.latent_dim,
                     "hidden_dims": cfg.hidden_dims, "dropout": cfg.dropout, "collision": cfg.collision,
-                    "config": to_plain(cfg)}, out / MODEL_FILE)
+                    "collaborative": collab, "config": to_plain(cfg)}, out / MODEL_FILE)
         write_json(out / "stats.json", stats)
         if history.get("loss"):
             write_json(out / "history.json", history, indent=None)
@@ -254,10 +284,11 @@ def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[l
 
     No retraining: the new embeddings (made like the catalogue's, e.g. by
     :func:`sidrec.semantics.embed_new_items`) are encoded and quantized greedily (nearest code per level; the
-    Sinkhorn balancing of ``--sinkhorn-last-level`` needs the whole catalogue and is not applied). A collision is
-    resolved with the folder's strategy -- ``reassign``: the nearest free SID; ``extra_level``: the smallest free
-    disambiguation code, moving to the nearest SID with a free one when all are taken -- so the codebook sizes,
-    and with them the SID token vocabulary, never change. Returns one code list per new item, in order; the caller
+    Sinkhorn balancing of ``--sinkhorn-last-level`` needs the whole catalogue and is not applied). SIDs made with a
+    collaborative view take the semantic embedding alone: a new item has no interactions, so its collaborative part
+    is left empty (zero). A collision is resolved with the folder's strategy -- ``reassign``: the nearest free SID;
+    ``extra_level``: the smallest free disambiguation code, moving to the nearest SID with a free one when all are
+    taken -- so the codebook sizes, and with them the SID token vocabulary, never change. Returns one code list per new item, in order; the caller
     adds them to ``sids.json`` (:func:`add_items_to_sids` does both).
     """
     model, blob = load_quantizer(sids_dir)
@@ -268,7 +299,14 @@ def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[l
     sids_path = Path(sids_dir) / "sids.json"
     existing = [tuple(int(c) for c in sid) for sid in json.loads(sids_path.read_text()).values()] \
         if sids_path.is_file() else []
-    x = torch.as_tensor(np.asarray(new_item_embeddings, dtype=np.float32))
+    x = np.asarray(new_item_embeddings, dtype=np.float32)
+    collab = blob.get("collaborative")
+    if collab and x.ndim == 2 and x.shape[1] == collab["semantic_dim"]:
+        from sidrec.quantize.collaborative import combine
+
+        # A new item has no interactions yet: its collaborative view is empty and its semantic view places it.
+        x = combine(x, np.zeros((len(x), collab["dim"]), np.float32), collab["weight"])
+    x = torch.as_tensor(x)
     if x.ndim != 2 or x.shape[1] != blob["in_dim"]:
         raise InputError(f"new item embeddings have shape {tuple(x.shape)}, the quantizer expects "
                          f"(n, {blob['in_dim']})", sids_dir)
