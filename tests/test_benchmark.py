@@ -126,6 +126,8 @@ ADDED_ARMS = {  # arms added after the move to YAML, with their settings
                    "grpo.enabled": False},
     "item_sids": {"quantize.method": "rqvae", "quantize.levels": 2, "quantize.collision": "item_level",
                   "grpo.enabled": False},
+    "collaborative": {"quantize.collaborative_weight": 1.0, "grpo.enabled": False},
+    "no_collaborative": {"quantize.collaborative_weight": 0.0, "grpo.enabled": False},
 }
 OLD_LABELS = {
     "full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",
