@@ -196,8 +196,8 @@ class QuantizeStage(Stage[QuantizeConfig]):
             from sidrec.quantize.collaborative import collaborative_embeddings, combine
 
             t0 = time.perf_counter()
-            cf, collab = collaborative_embeddings(cfg.data, ids, cfg.collaborative_dir or f"{Path(cfg.out)}_collaborative",
-                                                  cfg.collaborative, cfg.seed, cfg.device)
+            where = cfg.collaborative_dir or f"{Path(cfg.out)}_collaborative"
+            cf, collab = collaborative_embeddings(cfg.data, ids, where, cfg.collaborative, cfg.seed, cfg.device)
             collab.update(weight=cfg.collaborative_weight, semantic_dim=int(emb.shape[1]))
             emb = combine(emb, cf, cfg.collaborative_weight)
             np.save(out / "collaborative_emb.npy", cf)
@@ -288,8 +288,8 @@ def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[l
     collaborative view take the semantic embedding alone: a new item has no interactions, so its collaborative part
     is left empty (zero). A collision is resolved with the folder's strategy -- ``reassign``: the nearest free SID;
     ``extra_level``: the smallest free disambiguation code, moving to the nearest SID with a free one when all are
-    taken -- so the codebook sizes, and with them the SID token vocabulary, never change. Returns one code list per new item, in order; the caller
-    adds them to ``sids.json`` (:func:`add_items_to_sids` does both).
+    taken -- so the codebook sizes, and with them the SID token vocabulary, never change. Returns one code list per
+    new item, in order; the caller adds them to ``sids.json`` (:func:`add_items_to_sids` does both).
     """
     model, blob = load_quantizer(sids_dir)
     if blob["collision"] == "item_level":
