@@ -215,8 +215,10 @@ def test_child_log_probs_hold_where_plain_exp_overflows_or_underflows(chunk_rows
         got = torch_backend._child_log_probs(hidden, head, tokens, chunk_rows)
         from_logits = torch_backend._child_log_probs(head(hidden), None, tokens, chunk_rows)
     assert torch.isfinite(got).all()
-    torch.testing.assert_close(got, want)
-    torch.testing.assert_close(from_logits, want)
+    # Logits near +-160 carry float32 rounding of ~1e-5 each, and a chunk's matmul may round differently from the
+    # whole batch's (CPU kernels differ by shape and machine): an absolute tolerance of a few of those ulps.
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(from_logits, want, atol=1e-4, rtol=1e-5)
 
 
 def test_level_children_pack_each_nodes_valid_codes(table):
