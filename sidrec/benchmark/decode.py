@@ -46,6 +46,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="vllm needs .venv-vllm (scripts/_env_vllm.sh)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is reported")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--sid-softmax", choices=("vocab", "level"), default="vocab",
+                   help="how a SID token is scored: its softmax over the whole vocabulary (a pretrained LLM, the "
+                        "default) or over its level's codes only (models trained with sft.sid_softmax: level, the "
+                        "default of sidrec's own CPU models); level writes decode_<device>_<shape>_level")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results")
     return p
@@ -134,6 +138,7 @@ def main(args: argparse.Namespace) -> dict:
     prefill_s, prefill_cpu_s, _, _ = _best_time(prefill, device, args.repeats)
     engine = _vllm_engine(model, tokenizer, dtype, max(prompt_lengths) + args.levels + 8) \
         if "vllm" in args.backends else None
+    level_softmax = args.sid_softmax == "level"
     rows = []
     for beams in args.beams:
         topk = min(args.topk, beams)
@@ -145,9 +150,10 @@ def main(args: argparse.Namespace) -> dict:
                 if backend == "vllm":
                     decoder.reset_prefix_cache()  # no timed run reuses the prefill of an earlier one
                 return recommend(decoder, tokenizer, prompts, table, beams=beams, topk=topk, backend=backend,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, level_softmax=level_softmax)
 
-            recommend(decoder, tokenizer, prompts[:2], table, beams=beams, topk=topk, backend=backend)  # warm-up
+            recommend(decoder, tokenizer, prompts[:2], table, beams=beams, topk=topk, backend=backend,
+                      level_softmax=level_softmax)  # warm-up
             seconds, cpu_seconds, ranked, (floor_s, floor_cpu_s) = _best_time(run, device, args.repeats, prefill)
             valid = sum(item in table.item_index for r in ranked for item, _ in r)
             total = sum(len(r) for r in ranked)
@@ -195,7 +201,7 @@ def main(args: argparse.Namespace) -> dict:
               "versions": _versions(args.backends),
               "results": rows, "summary": summary}
     out = Path(args.out)
-    stem = f"decode_{device.type}_{args.model_shape}"
+    stem = f"decode_{device.type}_{args.model_shape}" + ("_level" if level_softmax else "")
     from sidrec.benchmark import write_report
 
     write_report(out, stem, report, _markdown(report))
@@ -238,7 +244,9 @@ def _markdown(report: dict) -> str:
              f"{', ' + versions if versions else ''}, {cfg['dtype']}, "
              f"{cfg['model_params']:,} parameters; {cfg['n_prompts']} prompts of ~{cfg['prompt_tokens_mean']:.0f} "
              f"tokens, {cfg['n_items']:,} items, {cfg['levels']} levels x {cfg['codebook']} codes, top-{cfg['topk']}, "
-             f"batch {cfg['batch_size']}, best of {cfg['repeats']}"
+             f"batch {cfg['batch_size']}, best of {cfg['repeats']}; SID tokens scored by their softmax over "
+             + ("their level's codes (sid_softmax: level)" if cfg.get("sid_softmax") == "level"
+                else "the whole vocabulary")
              + (f"; machine load average {load['start']} at the start, {load['end']} at the end" if load else "")
              + ".", "",
              f"Prefill-only floor: {report['prefill_floor']['seconds']} s = "
@@ -270,7 +278,8 @@ def _markdown(report: dict) -> str:
     lines += ["", "Command: `python scripts/bench_decode.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in cfg.items() if k in ("device", "model_shape", "n_prompts", "prompt_tokens", "n_items", "levels",
-                                         "codebook", "beams", "topk", "batch_size", "repeats", "threads", "backends")
+                                         "codebook", "beams", "topk", "batch_size", "repeats", "threads", "backends",
+                                         "sid_softmax")
         and v is not None) + "`" + (" (in .venv-vllm: `source scripts/_env_vllm.sh`)" if "vllm" in cfg["backends"]
                                     else ""), ""]
     return "\n".join(lines)
