@@ -172,15 +172,23 @@ class BaselineTraining(Stage[BaselineConfig]):
         return {"budget_free": self.key(cfg, max_minutes=None), "budget_cut": summary["budget_cut"]}
 
 
-def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device: torch.device) -> Path:
-    """Train (or reuse a finished run of the same options and inputs), then write test (and validation)
-    predictions."""
+def trained_model(cfg: BaselineConfig, data: CanonicalData, device: torch.device
+                  ) -> tuple[SequentialRecommender, Path]:
+    """``(model, checkpoint folder)``: the best model of ``cfg``, trained now or, when a finished run of the same
+    options and inputs exists, loaded from it."""
     stage = BaselineTraining(data, device)
     ckpt = run_stage(stage, cfg)
     model = stage.model
     if model is None:  # reused
         model = stage.build(cfg)[0]
         model.load_state_dict(torch.load(ckpt / "best.pt", map_location=device))
+    return model, ckpt
+
+
+def fit_and_predict(cfg: BaselineConfig, data: CanonicalData, out: Path, device: torch.device) -> Path:
+    """Train (or reuse a finished run of the same options and inputs), then write test (and validation)
+    predictions."""
+    model, ckpt = trained_model(cfg, data, device)
     max_len = cfg.max_len or int(data.stats.get("max_history") or 20)
     summary_path = ckpt / "summary.json"
     summary = json.loads(summary_path.read_text())

@@ -45,10 +45,9 @@ def collaborative_embeddings(data_dir: str | Path, item_ids: list[str], checkpoi
     from sidrec.baselines.config import NEURAL_MODELS, BaselineConfig
     from sidrec.baselines.sequences import train_sequences
     from sidrec.baselines.train import resolve_device
-    from sidrec.baselines.trainer import BaselineTraining
+    from sidrec.baselines.trainer import trained_model
     from sidrec.config import resolve
     from sidrec.data.store import load_data
-    from sidrec.stage import run_stage
 
     overrides = {"model": "sasrec", **options}
     if overrides.get("fusion", "id") != "id" or overrides["model"] not in NEURAL_MODELS:
@@ -63,12 +62,7 @@ def collaborative_embeddings(data_dir: str | Path, item_ids: list[str], checkpoi
     if unknown:
         raise InputError(f"{len(unknown)} items of the semantics folder are not in the dataset, e.g. "
                          f"{unknown[:3]}: the semantics and the data come from different catalogues", data_dir)
-    stage = BaselineTraining(data, resolve_device(cfg.device))
-    ckpt = run_stage(stage, cfg)
-    model = stage.model
-    if model is None:  # a finished run was reused
-        model = stage.build(cfg)[0]
-        model.load_state_dict(torch.load(ckpt / "best.pt", map_location=resolve_device(cfg.device)))
+    model, ckpt = trained_model(cfg, data, resolve_device(cfg.device))
     model.eval()
     with torch.no_grad():
         table = model.item_table().float().cpu().numpy()  # row 0 = padding, row i + 1 = item i of the data
