@@ -164,7 +164,6 @@ def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_r
     (a level-softmax model: ``sid_softmax: level``) and ``tokens`` are positions in ``norm_tokens`` (codes); only
     those rows of the head are computed.
     """
-    log_probs = torch.empty(tokens.shape, dtype=torch.float32, device=tokens.device)
     linear = isinstance(head, torch.nn.Linear) and head.bias is None
     weight = None if not linear else head.weight if norm_tokens is None else head.weight.index_select(0, norm_tokens)
 
@@ -178,6 +177,8 @@ def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_r
                 logits = logits.index_select(-1, norm_tokens)
         return logits.float()
 
+    wanted = torch.empty(tokens.shape, dtype=torch.float32, device=tokens.device)
+    total = torch.empty(tokens.shape[0], 1, dtype=torch.float32, device=tokens.device)
     buffer = None
     for start in range(0, tokens.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
@@ -185,19 +186,17 @@ def _child_log_probs(features: torch.Tensor, head, tokens: torch.Tensor, chunk_r
         if linear and buffer is None:  # one buffer for every chunk's logits (no allocation per chunk)
             buffer = block.new_empty(min(chunk_rows, tokens.shape[0]), weight.shape[0])
         logits = project(block, buffer[:block.shape[0]] if linear else None)
-        wanted = logits.gather(1, tokens[rows])
+        torch.gather(logits, 1, tokens[rows], out=wanted[rows])
         # ``features`` are the caller's: exponentiate a copy then, else in place
-        total = (logits.exp() if head is None else logits.exp_()).sum(-1, keepdim=True)
-        unsafe = ~((total > _SAFE_SUM[0]) & (total < _SAFE_SUM[1]))
-        if bool(unsafe.any()):  # rare: the max-shifted form for the chunk
-            logits = project(block)
-            top = logits.amax(-1, keepdim=True)
-            total = torch.where(unsafe, (logits - top).exp_().sum(-1, keepdim=True).log_().add_(top),
-                                total.log())
-        else:
-            total = total.log_()
-        torch.sub(wanted, total, out=log_probs[rows])
-    return log_probs
+        torch.sum(logits.exp() if head is None else logits.exp_(), -1, keepdim=True, out=total[rows])
+    unsafe = (~((total > _SAFE_SUM[0]) & (total < _SAFE_SUM[1]))).view(-1)
+    total.log_()
+    if bool(unsafe.any()):  # rare: those rows again, in the max-shifted form
+        index = unsafe.nonzero().view(-1)
+        logits = project(features.index_select(0, index))
+        top = logits.amax(-1, keepdim=True)
+        total[index] = (logits - top).exp_().sum(-1, keepdim=True).log_().add_(top)
+    return wanted.sub_(total)
 
 
 # A sum of exponentiated logits inside this range keeps float32's relative accuracy: every term that matters is a
