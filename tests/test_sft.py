@@ -418,7 +418,24 @@ def test_level_softmax_loss_trains_is_recorded_and_every_decoder_scores_by_it(al
                 want -= logits[t, levels[level]].log_softmax(-1)[levels[level].tolist().index(target)].item()
             n += 1
         got = level_softmax_loss(model, {"input_ids": input_ids, "labels": labels}, levels)
+        # label_smoothing_factor eps: (1 - eps) * NLL + eps * mean NLL over the classes of that softmax
+        eps, smooth = 0.1, 0.0
+        for t, target in enumerate(labels[0, 1:].tolist()):
+            if target == -100:
+                continue
+            level = next((lv for lv, tokens in enumerate(levels) if target in tokens.tolist()), None)
+            logp = logits[t].log_softmax(-1) if level is None else logits[t, levels[level]].log_softmax(-1)
+            index = target if level is None else levels[level].tolist().index(target)
+            smooth -= (1 - eps) * logp[index].item() + eps * logp.mean().item()
+        got_smooth = level_softmax_loss(model, {"input_ids": input_ids, "labels": labels}, levels, label_smoothing=eps)
+        vocab_smooth = level_softmax_loss(model, {"input_ids": input_ids, "labels": labels}, [], label_smoothing=eps)
+        vocab_plain = model(input_ids=input_ids, labels=labels).loss
+        vocab_want = -((1 - eps) * logits.log_softmax(-1)[torch.arange(len(logits)), labels[0, 1:].clamp(min=0)]
+                       + eps * logits.log_softmax(-1).mean(-1))[labels[0, 1:] != -100].mean()
     assert got.item() == pytest.approx(want / n, rel=1e-5)
+    assert got_smooth.item() == pytest.approx(smooth / n, rel=1e-5) and got_smooth.item() > got.item()
+    assert vocab_smooth.item() == pytest.approx(vocab_want.item(), rel=1e-5)
+    assert vocab_smooth.item() > vocab_plain.item()
 
     # Decoders: per-level scores, the same top-K from torch and hf (both constraints), above the vocab scores.
     prompts = [s["prompt"] for s in __import__("datasets").load_from_disk(str(align_dir / "dataset"))["valid"]][:6]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,13 +220,16 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
         callbacks.append(ranking)
     evaluating = str(getattr(trainer_args.eval_strategy, "value", trainer_args.eval_strategy)) != "no"
     trainer_class = resumable(model_loss_trainer() if args.model_loss else SFTTrainer)
-    trainer = trainer_class(
-        model=model, args=trainer_args, processing_class=tokenizer,
-        train_dataset=ds["train"].select_columns(["prompt", "completion"]),
-        eval_dataset=_eval_split(ds["valid"], args.eval_loss_samples) if evaluating else None,
-        peft_config=peft_config(args, bool(model.config.tie_word_embeddings)) if args.use_lora else None,
-        callbacks=callbacks,
-    )
+    with warnings.catch_warnings():
+        if args.model_loss:  # TRL's warning is about its own compute_loss; sidrec's smooths in its one head pass
+            warnings.filterwarnings("ignore", message="`label_smoothing_factor` is deprecated")
+        trainer = trainer_class(
+            model=model, args=trainer_args, processing_class=tokenizer,
+            train_dataset=ds["train"].select_columns(["prompt", "completion"]),
+            eval_dataset=_eval_split(ds["valid"], args.eval_loss_samples) if evaluating else None,
+            peft_config=peft_config(args, bool(model.config.tie_word_embeddings)) if args.use_lora else None,
+            callbacks=callbacks,
+        )
     if ranking is not None:
         ranking.trainer = trainer
     if level_tokens is not None:
@@ -288,8 +292,10 @@ def model_loss_trainer():
         sid_level_tokens: list | None = None  # set for sid_softmax: level (build_trainer)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.sid_level_tokens is not None:
-                loss = level_softmax_loss(model, inputs, self.sid_level_tokens, num_items_in_batch)
+            smoothing = self.args.label_smoothing_factor  # HF's option; its LabelSmoother is bypassed here
+            if self.sid_level_tokens is not None or smoothing:
+                loss = level_softmax_loss(model, inputs, self.sid_level_tokens or [], num_items_in_batch,
+                                          label_smoothing=smoothing)
                 outputs = {"loss": loss}  # no logits were computed
             else:
                 extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
@@ -309,11 +315,14 @@ def model_loss_trainer():
     return ModelLossSFTTrainer
 
 
-def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_batch=None):
+def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_batch=None,
+                       label_smoothing: float = 0.0):
     """Causal-LM cross-entropy where a SID target's softmax runs over its level's codebook tokens only
     (``sid_softmax: level``) and any other target's over the whole vocabulary; summed over the target tokens
     (``labels`` != -100, shifted by one as the model's own loss does) and divided by ``num_items_in_batch`` (the
-    trainer's count across the accumulated batch), else by the targets in this batch.
+    trainer's count across the accumulated batch), else by the targets in this batch. With no ``level_tokens``
+    every target's softmax is over the vocabulary (the model's own loss). ``label_smoothing``: the trainer's
+    ``label_smoothing_factor``, spread over the classes each softmax covers (a level's codes, or the vocabulary).
 
     ``level_tokens``: per SID level, the vocab ids of its codes in code order. Only the head rows a target needs
     are computed: ``(targets of level l) x (codes of level l)`` per level instead of ``targets x vocab``.
@@ -341,11 +350,13 @@ def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_bat
         at = target_level == level
         if at.any():
             logits = states[at] @ weight.index_select(0, tokens.to(weight.device)).t()
-            loss = loss + F.cross_entropy(logits.float(), code_of[targets[at]], reduction="sum")
+            loss = loss + F.cross_entropy(logits.float(), code_of[targets[at]], reduction="sum",
+                                          label_smoothing=label_smoothing)
     text = target_level < 0
     if text.any():
         logits = base.get_output_embeddings()(states[text])
-        loss = loss + F.cross_entropy(logits.float(), targets[text], reduction="sum")
+        loss = loss + F.cross_entropy(logits.float(), targets[text], reduction="sum",
+                                      label_smoothing=label_smoothing)
     count = num_items_in_batch if num_items_in_batch is not None else valid.sum()
     return loss / count
 
