@@ -58,8 +58,11 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         return value
     if origin in (list, tuple):
         (inner,) = typing.get_args(tp)[:1] or (str,)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # a CLI value: "256,128", or the list as --help shows it, "[256, 128]"
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                text = text[1:-1]
+            value = [v.strip() for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{name}: expected a list, got {value!r}")
         return [_coerce(name, inner, v) for v in value]

@@ -4,7 +4,9 @@ report, from one YAML file.
 Each stage reads its section of the config, writes under the run directory, and records a marker
 ``RUN/.pipeline/<stage>.json`` (:func:`sidrec.stage.write_marker`, the one marker format) whose fingerprint is the
 hash of its section *and of every upstream stage's hash*. A stage whose
-marker matches is skipped on re-run (resume); a changed option reruns that stage and everything downstream.
+marker matches is skipped on re-run (resume); a changed option reruns that stage and everything downstream. The
+marker also records the digests of the run folders the stage read (``STAGE_INPUTS``): one remade outside the
+pipeline (a standalone ``sidrec quantize`` into ``RUN/sids``) redoes the stages that read it.
 ``--from`` / ``--until`` select a range and ``--force`` redoes the selected stages. Training stages resume from
 their last complete checkpoint when they were interrupted (SIGKILL included), so a killed run continues where it
 stopped and ends where an unkilled one does (README: Reproducibility). Before a stage is redone from scratch its
@@ -30,7 +32,7 @@ import click
 from sidrec.artifacts import config_hash, write_yaml
 from sidrec.config import opt, resolve
 from sidrec.errors import ConfigError
-from sidrec.stage import MARKER_FILE, PARTS_FILE, file_marker, read_marker, write_marker
+from sidrec.stage import MARKER_FILE, PARTS_FILE, file_marker, input_digests, read_marker, write_marker
 from sidrec.train.options import BUDGET_OPTIONS
 
 log = logging.getLogger("sidrec.pipeline")
@@ -217,6 +219,14 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "align": ("align", "model", "seed"), "sft": ("sft", "seed"), "grpo": ("grpo", "seed"), "decode": ("decode",),
     "baselines": ("baselines", "seed", "evaluate"), "report": ("evaluate",),
 }
+# The run folders each stage reads. Their markers' digests are recorded with the stage's done marker, so outputs
+# remade outside this pipeline (new SIDs from a standalone `sidrec quantize` into RUN/sids) redo what read them,
+# even though every section of the config is unchanged.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "prepare": (), "semantics": ("data",), "quantize": ("data", "semantics"), "align": ("data", "semantics", "sids"),
+    "sft": ("align",), "grpo": ("data", "sids", "sft"), "decode": ("data", "sids", "sft", "grpo"),
+    "baselines": ("data", "semantics"), "report": (),
+}
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "prepare": (), "semantics": ("prepare",), "quantize": ("semantics",), "align": ("quantize",),
     "sft": ("align",), "grpo": ("sft",), "decode": ("grpo",), "baselines": ("semantics",),
@@ -379,7 +389,11 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         finished_hash = finished.fingerprint if finished else None
         started_hash = begun.fingerprint if begun else None
         upstream_ran = any(u in ran for u in UPSTREAM[stage])
-        if finished_hash == hashes[stage] and not force and not (start == stage) and not upstream_ran:
+        remade = _remade_inputs(run, stage, finished)
+        if remade and finished_hash == hashes[stage]:
+            log.info("[%s] its input(s) %s were remade since it ran: redoing it", stage, ", ".join(remade))
+        if (finished_hash == hashes[stage] and not force and not (start == stage) and not upstream_ran
+                and not remade):
             log.info("[%s] up to date, skipped", stage)
             summary.append((stage, "skipped", 0.0))
             continue
@@ -388,7 +402,7 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         # it was killed before it had forgotten the earlier outputs (then it starts from scratch again).
         stale = {finished_hash, started_hash} - {None, hashes[stage]}
         unclean = started_hash == hashes[stage] and not begun.fields.get("clean", True)
-        run.force = (force or bool(stale) or upstream_ran or unclean
+        run.force = (force or bool(stale) or upstream_ran or unclean or bool(remade)
                      or (start == stage and finished_hash == hashes[stage]))
         resuming = started_hash == hashes[stage] and finished_hash != hashes[stage] and not run.force
         log.info("[%s] %s", stage, "resuming an interrupted run" if resuming else
@@ -404,13 +418,27 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
         STAGE_FUNCTIONS[stage](run)
         elapsed = time.perf_counter() - t0
         run.force = False
-        write_marker(marker, stage, hashes[stage], seconds=round(elapsed, 2))
+        write_marker(marker, stage, hashes[stage], inputs=_input_digests(run, stage), seconds=round(elapsed, 2))
         started.unlink(missing_ok=True)
         ran.add(stage)
         log.info("[%s] done in %.1f s", stage, elapsed)
         summary.append((stage, "ran", elapsed))
     _print_summary(run, summary)
     return run.root
+
+
+def _input_digests(run: Run, stage: str) -> dict[str, str | None]:
+    return input_digests({name: getattr(run, name) for name in STAGE_INPUTS[stage]})
+
+
+def _remade_inputs(run: Run, stage: str, finished) -> list[str]:
+    """The inputs of ``stage`` whose digest differs from the one its done marker recorded (none for a marker
+    written before inputs were recorded)."""
+    recorded = finished.fields.get("inputs") if finished is not None else None
+    if not isinstance(recorded, dict) or not recorded:
+        return []
+    now = _input_digests(run, stage)
+    return [name for name, digest in now.items() if name in recorded and recorded[name] != digest]
 
 
 def forget_outputs(run: Run, stage: str) -> None:

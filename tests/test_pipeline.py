@@ -116,6 +116,38 @@ def test_resumed_run_equals_uninterrupted_run(killed_and_resumed):
         [json.loads(line)["items"] for line in resumed_preds.splitlines()]
 
 
+def test_new_sids_from_a_standalone_quantize_redo_what_read_them(killed_and_resumed, tmp_path):
+    """The pipeline records the digests of the run folders each stage read: SIDs remade by a standalone
+    `sidrec quantize` into RUN/sids (every section of the config unchanged) redo align, not skip it."""
+    import shutil
+
+    run, config, _, _ = killed_and_resumed
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True, ignore=shutil.ignore_patterns("checkpoint-*"))
+    config_copy = tmp_path / "tiny.yaml"
+    config_copy.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "run_dir": str(copy)}))
+    before = (copy / "sids" / "sids.json").read_text()
+    q = TINY["quantize"]
+    proc = subprocess.run([sys.executable, "-m", "sidrec.cli", "quantize", "--semantics", str(copy / "semantics"),
+                           "--out", str(copy / "sids"), "--levels", str(q["levels"]), "--codebook-size",
+                           str(q["codebook_size"]), "--latent-dim", str(q["latent_dim"]), "--hidden-dims", "[64]",
+                           "--epochs", str(q["epochs"]), "--seed", "7", "--device", "cpu"],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new_sids = (copy / "sids" / "sids.json").read_text()
+    assert json.loads(new_sids) != json.loads(before)
+
+    offset = len((copy / "pipeline.log").read_text())
+    _pipeline(config_copy, "--until", "align")
+    log = _log_since(copy, offset)
+    assert "[quantize] up to date, skipped" in log
+    assert "[align] its input(s) sids were remade since it ran: redoing it" in log
+    assert json.loads((copy / "align" / "sids" / "sids.json").read_text()) == json.loads(new_sids)
+    offset = len((copy / "pipeline.log").read_text())
+    _pipeline(config_copy, "--until", "align")
+    assert "[align] up to date, skipped" in _log_since(copy, offset)  # redone once, then done
+
+
 def test_add_items_makes_new_items_recommendable(killed_and_resumed, tmp_path):
     import shutil
 

@@ -250,6 +250,11 @@ def test_bad_config_is_a_config_error_listing_every_problem(tmp_path):
     with pytest.raises(ConfigError) as e:
         resolve(QuantizeConfig, yaml_file, section="quantize")
     assert "did you mean 'levels'" in str(e.value) and "collision" in str(e.value)
+    # A list on the command line: comma-separated, or written as --help shows the default ("[256, 128]").
+    for given in ("64,32", "[64, 32]", "[64,32]"):
+        assert resolve(QuantizeConfig, overrides={"hidden_dims": given}).hidden_dims == [64, 32]
+    with pytest.raises(ConfigError, match="hidden_dims: expected int, got 'x'"):
+        resolve(QuantizeConfig, overrides={"hidden_dims": "[64, x]"})
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/quantize/*.yaml")),
