@@ -32,7 +32,15 @@ import click
 from sidrec.artifacts import config_hash, write_yaml
 from sidrec.config import opt, resolve
 from sidrec.errors import ConfigError
-from sidrec.stage import MARKER_FILE, PARTS_FILE, file_marker, input_digests, read_marker, write_marker
+from sidrec.stage import (
+    MARKER_FILE,
+    PARTS_FILE,
+    Marker,
+    file_marker,
+    input_digests,
+    read_marker,
+    write_marker,
+)
 from sidrec.train.options import BUDGET_OPTIONS
 
 log = logging.getLogger("sidrec.pipeline")
@@ -431,7 +439,7 @@ def _input_digests(run: Run, stage: str) -> dict[str, str | None]:
     return input_digests({name: getattr(run, name) for name in STAGE_INPUTS[stage]})
 
 
-def _remade_inputs(run: Run, stage: str, finished) -> list[str]:
+def _remade_inputs(run: Run, stage: str, finished: Marker | None) -> list[str]:
     """The inputs of ``stage`` whose digest differs from the one its done marker recorded (none for a marker
     written before inputs were recorded)."""
     recorded = finished.fields.get("inputs") if finished is not None else None
