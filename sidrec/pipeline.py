@@ -242,6 +242,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
+# Sections whose ``seed`` defaults to the run's: an explicit seed equal to it hashes as the default does.
+SEEDED_SECTIONS = ("data", "quantize", "sft", "grpo")
+
 # Options that decide where a run stops, not what it trains: a larger time budget continues the same run.
 VOLATILE_OPTIONS = BUDGET_OPTIONS  # the trainers' own resume fingerprint leaves out the same options
 
@@ -267,6 +270,11 @@ def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
     stages' hashes."""
     values = {k: _with_file_contents(_without_volatile(v)) for k, v in dataclasses.asdict(cfg).items()
               if k != "deterministic"}
+    for name, section in values.items():
+        if isinstance(section, dict) and name in SEEDED_SECTIONS and section.get("seed") == cfg.seed:
+            values[name] = {k: v for k, v in section.items() if k != "seed"}  # the default written out
+    if isinstance(values.get("quantize"), dict):  # where the CF model trains, not what the SIDs are
+        values["quantize"] = {k: v for k, v in values["quantize"].items() if k != "collaborative_dir"}
     hashes: dict[str, str] = {}
     for stage in STAGES:
         hashes[stage] = config_hash({"sections": {s: values[s] for s in STAGE_SECTIONS[stage]},

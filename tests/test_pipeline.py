@@ -262,3 +262,19 @@ def test_a_time_budget_does_not_change_what_a_stage_is():
     assert stage_hashes(base) == stage_hashes(longer)
     assert stage_hashes(base)["sft"] != stage_hashes(other)["sft"]
     assert stage_hashes(base)["align"] == stage_hashes(other)["align"]
+
+
+def test_a_default_written_out_does_not_change_what_a_stage_is():
+    """sft.seed equal to the run's seed, or where quantize trains its CF model, leave every stage as it is; another
+    sft seed redoes SFT onward and nothing upstream."""
+    from sidrec.config import resolve
+    from sidrec.pipeline import PipelineConfig, stage_hashes
+
+    base = resolve(PipelineConfig, overrides=TINY)
+    seed = base.seed
+    same = resolve(PipelineConfig, overrides={**TINY, "sft": {**TINY["sft"], "seed": seed},
+                                              "quantize": {**TINY.get("quantize", {}), "collaborative_dir": "x/cf"}})
+    other = resolve(PipelineConfig, overrides={**TINY, "sft": {**TINY["sft"], "seed": seed + 1}})
+    assert stage_hashes(base) == stage_hashes(same)
+    changed = {k for k in stage_hashes(base) if stage_hashes(base)[k] != stage_hashes(other)[k]}
+    assert changed == {"sft", "grpo", "decode", "report"}
