@@ -279,6 +279,33 @@ class Stage(ABC, Generic[C]):
         return file_marker(out) if self.output_file else out / MARKER_FILE
 
 
+def _check_target(stage: Stage, out: Path) -> None:
+    """Refuse a target whose replacement would lose something that is not this stage's own earlier output: a file
+    where the stage writes a folder (or a folder where it writes a file), or a non-empty folder without this
+    stage's marker (``--out RUN`` instead of ``RUN/data``, a folder of the user's own files, another stage's
+    output)."""
+    from sidrec.errors import InputError
+
+    if stage.output_file:
+        if out.is_dir():
+            raise InputError(f"is a folder; {stage.name} writes a file here: give a file path", out)
+        return
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"is a file; {stage.name} writes a folder here: give another path or remove the file", out)
+    if stage.in_place or not any(out.iterdir()):
+        return
+    found = read_marker(out / MARKER_FILE)
+    owner = found.stage if found is not None else None
+    legacy = found is None and (out / "config.yaml").is_file()  # written before the markers named their stage
+    if legacy or (found is not None and owner in ("", stage.name)):
+        return
+    what = f"the output of stage {owner!r}" if owner else f"files that no sidrec stage wrote (no {MARKER_FILE})"
+    raise InputError(f"holds {what}; {stage.name} would replace the whole folder: give a new folder, or remove "
+                     "this one yourself", out)
+
+
 def run_stage(stage: Stage[C], cfg: C) -> Path:
     """Run ``stage`` with ``cfg`` into its target (``cfg.out``) unless that already holds the outputs of the same
     options and inputs (``cfg.force`` redoes them); returns the target."""
@@ -289,6 +316,7 @@ def run_stage(stage: Stage[C], cfg: C) -> Path:
     if problems:
         raise ConfigError(problems)
     out = stage.target(cfg)
+    _check_target(stage, out)
     marker = stage.marker_path(cfg)
     fingerprint_, digests = stage.fingerprint(cfg)
     if not cfg.force and (

@@ -228,3 +228,31 @@ def test_one_weight_dtype_rule_for_both_trainers():
     gpu = torch.cuda.is_available()
     assert model_dtype(SimpleNamespace(bf16=False, fp16=True)) == torch.float32  # fp16 AMP: float32 masters
     assert model_dtype(SimpleNamespace(bf16=True, fp16=False)) == (torch.bfloat16 if gpu else torch.float32)
+
+
+def test_runner_never_replaces_what_it_did_not_write(tmp_path):
+    """A folder of the user's own files, another stage's output, or a file where a folder goes is refused with its
+    path named and left as it was; the stage's own earlier output is replaced (``force``)."""
+    from sidrec.errors import InputError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match=r"mine: holds files that no sidrec stage wrote"):
+        run_stage(ValueStage(), ValueConfig(out=str(mine)))
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+    run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "up")))
+    with pytest.raises(InputError, match=r"up: holds the output of stage 'value'; copy would replace"):
+        run_stage(CopyStage(), CopyConfig(out=str(tmp_path / "up"), source=str(tmp_path / "up")))
+    assert (tmp_path / "up" / "value.txt").read_text() == "a"
+
+    (tmp_path / "file.txt").write_text("keep")
+    with pytest.raises(InputError, match=r"file.txt: is a file"):
+        run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "file.txt")))
+    assert (tmp_path / "file.txt").read_text() == "keep"
+
+    (tmp_path / "empty").mkdir()
+    run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "empty"), value="b"))
+    run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "empty"), value="c", force=True))
+    assert (tmp_path / "empty" / "value.txt").read_text() == "c"
