@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,85 @@ def test_an_item_missing_from_the_item_table_names_file_and_line(tmp_path, sourc
     (unknown,) = d.stats["unknown_ids"]
     assert (unknown["references"], unknown["items"]) == (1, 1)
     assert unknown["path"] == where.split(":")[0] and unknown["first"][0].startswith(f"line {where.split(':')[1]}")
+
+
+@pytest.mark.parametrize("case", ["time_word", "rating_word", "item_object", "user_list"])
+def test_a_bad_field_value_names_file_line_and_field(tmp_path, case):
+    """A value of the wrong kind (a word for a timestamp or a rating, an object for an id) is an error naming the
+    file, line and field, not a traceback; with --lenient the line is skipped and counted."""
+    records = _toy_reviews()
+    field, value, expect = {"time_word": ("unixReviewTime", "yesterday", "should be a number, got 'yesterday'"),
+                            "rating_word": ("overall", "five", "should be a number, got 'five'"),
+                            "item_object": ("asin", {"x": 1}, "should be an id (a string or an integer), got dict"),
+                            "user_list": ("reviewerID", ["U1"], "should be an id (a string or an integer), got list")
+                            }[case]
+    records[4][field] = value
+    rev = _write_lines(tmp_path / "r.json", records, gz=False)
+    with pytest.raises(InputError, match=re.escape(f"r.json:5: field '{field}' {expect}")):
+        prepare(PrepareConfig(source="amazon2018", reviews=str(rev), k_core=3, out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+    d = load_data(prepare(PrepareConfig(source="amazon2018", reviews=str(rev), k_core=0, lenient=True,
+                                        out=str(tmp_path / "o"))))
+    report = d.stats["read_reports"][0]
+    assert report["skipped"] == 1 and report["first_skipped"][0].startswith(f"line 5: field '{field}'")
+
+
+def test_amazon2023_text_lists_given_as_one_string_stay_whole(tmp_path):
+    reviews = [{"user_id": f"U{u}", "parent_asin": f"P{(u + j) % 4}", "rating": 4, "text": "t",
+                "timestamp": 1_600_000_000_000 + j * 1000 + u} for u in range(5) for j in range(4)]
+    meta = [{"parent_asin": f"P{i}", "title": f"P {i}", "description": "A nice cream", "features": 5}
+            for i in range(4)]
+    d = load_data(prepare(PrepareConfig(source="amazon2023", reviews=str(_write_lines(tmp_path / "r", reviews)),
+                                        meta=str(_write_lines(tmp_path / "m", meta)), k_core=3,
+                                        out=str(tmp_path / "o"))))
+    assert d.items[0]["description"] == "A nice cream 5"
+
+
+def _lcrec(tmp_path: Path, inter, items=None) -> dict:
+    root = tmp_path / "L"
+    root.mkdir(exist_ok=True)
+    (root / "X.inter.json").write_text(json.dumps(inter, indent=1))
+    (root / "X.item.json").write_text(json.dumps(items if items is not None else
+                                                 {str(i): {"title": f"t{i}"} for i in range(5)}, indent=1))
+    return {"source": "lcrec", "path": str(root), "dataset": "X"}
+
+
+@pytest.mark.parametrize("case", ["inter_list", "sequence_string", "nested_id", "item_string"])
+def test_lcrec_structure_errors_name_file_and_entry(tmp_path, case):
+    good = {"0": [0, 1, 2, 3], "1": [3, 2, 1, 0, 4]}
+    inter, items, expect = {
+        "inter_list": ([[0, 1, 2]], None, r"X.inter.json:1: expected a JSON object \{user: a list"),
+        "sequence_string": ({**good, "2": "123"}, None, r"X.inter.json:\d+: user '2': expected a list of item ids, "
+                                                        r"got str '123'"),
+        "nested_id": ({**good, "2": [0, [1, 2]]}, None, r"X.inter.json:\d+: user '2': item id \[1, 2\]"),
+        "item_string": (good, {"0": "just a string"}, r"X.item.json:2: item id '0': expected an object of item "
+                                                      r"fields, got str"),
+    }[case]
+    options = _lcrec(tmp_path, inter, items)
+    with pytest.raises(InputError, match=expect):
+        prepare(PrepareConfig(out=str(tmp_path / "o"), **options))
+
+
+def test_seqfile_refuses_a_user_on_two_lines(tmp_path):
+    seq = tmp_path / "Toy.txt"
+    seq.write_text("1 1 2 3 4\n2 2 3 4 5\n1 5 6 7\n")
+    with pytest.raises(InputError, match=r"Toy.txt:3: user '1' has a second line \(first at line 1\)"):
+        prepare(PrepareConfig(source="seqfile", path=str(seq), out=str(tmp_path / "o")))
+
+
+@pytest.mark.parametrize("case", ["short_row", "empty_history", "header_only"])
+def test_minionerec_bad_rows(tmp_path, case):
+    root = tmp_path / "M"
+    (root / "index").mkdir(parents=True)
+    (root / "index" / "X.item.json").write_text(json.dumps({str(i): {"title": f"t{i}"} for i in range(9)}))
+    header = "user_id,history_item_id,item_id\n"
+    rows = [f'u{u},"[\'{u}\', \'{u + 1}\']",{u + 2}' for u in range(5)]
+    test_rows = {"short_row": rows[:2] + ["u9"], "empty_history": rows[:2] + ['u9,"[]",3'], "header_only": []}[case]
+    for split, body in (("valid", rows), ("test", test_rows)):
+        (root / split).mkdir()
+        (root / split / "X.csv").write_text(header + "".join(r + "\n" for r in body))
+    expect = {"short_row": r"X.csv:4: row has 1 of 3 columns: no value for 'history_item_id'",
+              "empty_history": r"X.csv:4: empty 'history_item_id'", "header_only": r"X.csv: no samples"}[case]
+    with pytest.raises(InputError, match=expect):
+        prepare(PrepareConfig(source="minionerec", path=str(root), dataset="X", out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()

@@ -25,6 +25,12 @@ class ReadReport:
     lines: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)
 
+    def skip_or_raise(self, error: InputError, line: int, lenient: bool) -> None:
+        """A record with a bad field: counted as skipped when ``lenient``, else ``error`` is raised."""
+        if not lenient:
+            raise error
+        self.skipped.append((line, str(error).split(": ", 1)[-1][:120]))
+
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "lines": self.lines, "skipped": len(self.skipped),
                 "first_skipped": [f"line {n}: {why}" for n, why in self.skipped[:5]]}
@@ -94,3 +100,32 @@ def require(record: dict[str, Any], keys: tuple[str, ...], path: str | Path, lin
     for key in keys:
         if record.get(key) in (None, ""):
             raise InputError(f"missing required field '{key}'", path, line)
+
+
+def number(record: dict[str, Any], key: str, path: str | Path, line: int, kind: type = float,
+           default: float | None = None) -> Any:
+    """``record[key]`` as ``kind`` (int or float); ``default`` when absent or empty (a required field has none).
+    A value that is not a number (``"yesterday"``, ``"five"``, a list) is an :class:`InputError` naming the field."""
+    value = record.get(key)
+    if value in (None, ""):
+        if default is None:
+            raise InputError(f"missing required field '{key}'", path, line)
+        return default
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"field '{key}' should be a number, got {value!r:.60}", path, line) from None
+
+
+def identifier(record: dict[str, Any], key: str, path: str | Path, line: int) -> str:
+    """``record[key]`` as an id string: a non-empty string or an integer; anything else (an object, a list) is an
+    :class:`InputError` naming the field."""
+    value = record.get(key)
+    if value in (None, ""):
+        raise InputError(f"missing required field '{key}'", path, line)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"field '{key}' should be an id (a string or an integer), got {type(value).__name__} "
+                         f"{value!r:.60}", path, line)
+    return str(value).strip()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidrec.data.readers import ReadReport, iter_records, require
+from sidrec.data.readers import ReadReport, identifier, iter_records, number
 from sidrec.data.split import Samples, UserSequence
 from sidrec.errors import InputError
 
@@ -92,6 +92,13 @@ def make_item(item_id: str, title: Any = "", description: Any = "", categories: 
             "categories": _categories(categories), "brand": _text(brand), "price": _price(price)}
 
 
+def _as_list(value: Any) -> list:
+    """A field that should hold a list of texts: a lone string (or number) is one entry, not its characters."""
+    if value in (None, ""):
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -159,14 +166,16 @@ def load_amazon2018(reviews: str | Path, meta: str | Path | None, lenient: bool 
     report = ReadReport(str(reviews))
     review_rows, interactions, review_lines = [], [], []
     for line, r in iter_records(reviews, lenient, report):
-        require(r, ("reviewerID", "asin"), reviews, line)
-        if r.get("unixReviewTime") is None:
-            raise InputError("missing required field 'unixReviewTime'", reviews, line)
-        ts = int(r["unixReviewTime"])
+        try:
+            user, item = identifier(r, "reviewerID", reviews, line), identifier(r, "asin", reviews, line)
+            ts = number(r, "unixReviewTime", reviews, line, int)
+            rating = number(r, "overall", reviews, line, float, default=0.0)
+        except InputError as e:
+            report.skip_or_raise(e, line, lenient)
+            continue
         text = " ".join(x for x in (_text(r.get("summary")), _text(r.get("reviewText"))) if x)
-        review_rows.append({"user_id": str(r["reviewerID"]), "item_id": str(r["asin"]),
-                            "rating": float(r.get("overall") or 0.0), "text": text, "timestamp": ts})
-        interactions.append((str(r["reviewerID"]), str(r["asin"]), ts))
+        review_rows.append({"user_id": user, "item_id": item, "rating": rating, "text": text, "timestamp": ts})
+        interactions.append((user, item, ts))
         review_lines.append(line)
     items: dict[str, dict[str, Any]] = {}
     reports = [report.as_dict()]
@@ -174,8 +183,12 @@ def load_amazon2018(reviews: str | Path, meta: str | Path | None, lenient: bool 
     if meta is not None:
         meta_report = ReadReport(str(meta))
         for line, m in iter_records(meta, lenient, meta_report):
-            require(m, ("asin",), meta, line)
-            add_item(items, make_item(m["asin"], m.get("title"), m.get("description"),
+            try:
+                asin = identifier(m, "asin", meta, line)
+            except InputError as e:
+                meta_report.skip_or_raise(e, line, lenient)
+                continue
+            add_item(items, make_item(asin, m.get("title"), m.get("description"),
                                       m.get("category") or m.get("categories"), m.get("brand"), m.get("price")),
                      meta, line)
         reports.append(meta_report.as_dict())
@@ -205,24 +218,31 @@ def load_amazon2023(reviews: str | Path, meta: str | Path | None, lenient: bool 
     report = ReadReport(str(reviews))
     review_rows, interactions, review_lines = [], [], []
     for line, r in iter_records(reviews, lenient, report):
-        require(r, ("user_id", "timestamp"), reviews, line)
-        item = r.get("parent_asin") or r.get("asin")
-        if not item:
-            raise InputError("missing required field 'parent_asin'", reviews, line)
-        ts = int(r["timestamp"])
+        try:
+            user = identifier(r, "user_id", reviews, line)
+            item = identifier(r, "parent_asin" if r.get("parent_asin") or not r.get("asin") else "asin",
+                              reviews, line)
+            ts = number(r, "timestamp", reviews, line, int)
+            rating = number(r, "rating", reviews, line, float, default=0.0)
+        except InputError as e:
+            report.skip_or_raise(e, line, lenient)
+            continue
         text = " ".join(x for x in (_text(r.get("title")), _text(r.get("text"))) if x)
-        review_rows.append({"user_id": str(r["user_id"]), "item_id": str(item),
-                            "rating": float(r.get("rating") or 0.0), "text": text, "timestamp": ts})
-        interactions.append((str(r["user_id"]), str(item), ts))
+        review_rows.append({"user_id": user, "item_id": item, "rating": rating, "text": text, "timestamp": ts})
+        interactions.append((user, item, ts))
         review_lines.append(line)
     items: dict[str, dict[str, Any]] = {}
     reports = [report.as_dict()]
     if meta is not None:
         meta_report = ReadReport(str(meta))
         for line, m in iter_records(meta, lenient, meta_report):
-            require(m, ("parent_asin",), meta, line)
-            description = list(m.get("description") or []) + list(m.get("features") or [])
-            add_item(items, make_item(m["parent_asin"], m.get("title"), description,
+            try:
+                parent_asin = identifier(m, "parent_asin", meta, line)
+            except InputError as e:
+                meta_report.skip_or_raise(e, line, lenient)
+                continue
+            description = _as_list(m.get("description")) + _as_list(m.get("features"))
+            add_item(items, make_item(parent_asin, m.get("title"), description,
                                       m.get("categories") or ([m["main_category"]] if m.get("main_category") else []),
                                       m.get("store") or (m.get("details") or {}).get("Brand"), m.get("price")),
                      meta, line)
@@ -278,7 +298,7 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int, lenient: b
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON ({e.msg})", item_file, e.lineno) from None
     items: dict[str, dict[str, Any]] = {}
-    for item_id, meta in raw_items.items():
+    for item_id, meta in _json_object(raw_items, item_file, "item id", "an object of item fields").items():
         items[str(item_id)] = minionerec_item(item_id, meta)
     fixed: dict[str, Samples] = {}
     stitched: dict[str, list[str]] = {}
@@ -297,8 +317,16 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int, lenient: b
                 raise InputError(f"missing column(s) {sorted(missing)}", path, 1)
             for row_no, row in enumerate(reader):
                 line = row_no + 2
+                short = [c for c in ("user_id", "history_item_id", "item_id") if row.get(c) is None]
+                if short:
+                    given = sum(v is not None for k, v in row.items() if k is not None)
+                    raise InputError(f"row has {given} of {len(reader.fieldnames or [])} columns: no value for "
+                                     f"{short[0]!r}", path, line)
                 history = [str(i) for i in _literal_list(row["history_item_id"], path, line, "history_item_id")]
                 target = str(row["item_id"]).strip()
+                if not history:
+                    raise InputError("empty 'history_item_id': a sample needs at least one item before its target",
+                                     path, line)
                 for item in history + [target]:
                     unknown.check(items, item, line)
                 user = str(row["user_id"])
@@ -315,6 +343,8 @@ def load_minionerec(root: str | Path, dataset: str, max_history: int, lenient: b
                 if seq[len(seq) - k:] != history[len(history) - k:]:
                     mismatches += 1
                 seq.append(target)
+        if not samples.target:
+            raise InputError("no samples (a header and no rows)", path)
         fixed[split] = samples
         unknown_ids.append(unknown)
     if mismatches:
@@ -346,6 +376,7 @@ def load_seqfile(path: str | Path, items_tsv: str | Path | None, lenient: bool =
     if not path.is_file():
         raise InputError("file not found", path)
     sequences, lines = [], []
+    first_line: dict[str, int] = {}
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             parts = line.split()
@@ -353,6 +384,10 @@ def load_seqfile(path: str | Path, items_tsv: str | Path | None, lenient: bool =
                 continue
             if len(parts) < 2:
                 raise InputError("expected 'user_id item_id [item_id ...]'", path, line_no)
+            if parts[0] in first_line:
+                raise InputError(f"user {parts[0]!r} has a second line (first at line {first_line[parts[0]]}): "
+                                 "one line per user", path, line_no)
+            first_line[parts[0]] = line_no
             sequences.append(UserSequence(parts[0], parts[1:], list(range(len(parts) - 1))))
             lines.append(line_no)
     if not sequences:
@@ -394,12 +429,17 @@ def load_lcrec(root: str | Path, dataset: str, lenient: bool = False) -> RawData
             loaded.append(json.loads(texts[-1]))
         except json.JSONDecodeError as e:
             raise InputError(f"invalid JSON ({e.msg})", f, e.lineno) from None
-    inter, raw_items = loaded
+    inter = _json_object(loaded[0], inter_file, "user", "a list of item ids", texts[0], list)
+    raw_items = _json_object(loaded[1], item_file, "item id", "an object of item fields", texts[1])
     items = {str(k): make_item(k, v.get("title"), v.get("description"), v.get("categories"), v.get("brand"))
              for k, v in raw_items.items()}
     sequences = []
     unknown = UnknownIds(str(inter_file), item_file.name, lenient)
     for user, seq in inter.items():
+        bad = [i for i in seq if isinstance(i, bool) or not isinstance(i, (str, int))]
+        if bad:
+            raise InputError(f"user {user!r}: item id {bad[0]!r} is not a string or an integer", inter_file,
+                             _json_key_line(texts[0], str(user)))
         seq = [str(i) for i in seq]
         if any(i not in items or i in unknown.missing for i in seq):
             line = _json_key_line(texts[0], str(user))
@@ -407,6 +447,19 @@ def load_lcrec(root: str | Path, dataset: str, lenient: bool = False) -> RawData
                 unknown.check(items, item, line)
         sequences.append(UserSequence(str(user), seq, list(range(len(seq)))))
     return unknown.add_to(RawDataset(items, [], sequences))
+
+
+def _json_object(value: Any, path: Path, key: str, entry: str, text: str | None = None,
+                 kind: type = dict) -> dict[str, Any]:
+    """``value`` (a whole JSON file) checked to be an object whose every value is a ``kind`` (an object or a
+    list): else an :class:`InputError` naming the file and, when ``text`` is given, the line of the bad entry."""
+    if not isinstance(value, dict):
+        raise InputError(f"expected a JSON object {{{key}: {entry}}}, got a {type(value).__name__}", path, 1)
+    for k, v in value.items():
+        if not isinstance(v, kind):
+            raise InputError(f"{key} {k!r}: expected {entry}, got {type(v).__name__} {v!r:.60}", path,
+                             _json_key_line(text, str(k)) if text else None)
+    return value
 
 
 def _json_key_line(text: str, key: str) -> int | None:
