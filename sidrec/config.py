@@ -91,6 +91,27 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
+def _section_of(loaded: Any, section: str, fields: dict[str, Any], source: str | None) -> Any:
+    """The options for ``section`` in a loaded YAML file: its ``section:`` mapping (a pipeline config), or the
+    whole file when it holds this stage's options at the top level (a flat options file). A file that is neither
+    is an error, so a flat file's options are never silently ignored."""
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"expected a mapping of options, got {type(loaded).__name__}"], source)
+    if section in loaded:
+        return loaded[section] or {}
+    keys = [str(k).replace("-", "_") for k in loaded]
+    if not keys or any(k in fields for k in keys):
+        return loaded
+    import dataclasses as dc
+
+    from sidrec.pipeline import PipelineConfig  # a pipeline file without this section: the defaults
+
+    if any(k in {f.name for f in dc.fields(PipelineConfig)} for k in keys):
+        return {}
+    raise ConfigError([f"no '{section}:' section, and none of its options at the top level (found: "
+                       f"{', '.join(map(str, list(loaded)[:8]))})"], source)
+
+
 def resolve(cls: type[T], yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
             section: str | None = None) -> T:
     """Build ``cls`` from its defaults, then ``yaml_path`` (optionally one ``section`` of it), then ``overrides``.
@@ -104,13 +125,15 @@ def resolve(cls: type[T], yaml_path: str | Path | None = None, overrides: dict[s
     source = str(yaml_path) if yaml_path else None
     if yaml_path is not None:
         try:
-            loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+            loaded = yaml.safe_load(Path(yaml_path).read_text())
         except FileNotFoundError:
             raise ConfigError([f"config file not found: {yaml_path}"]) from None
         except yaml.YAMLError as e:
             raise ConfigError([f"not valid YAML: {e}"], source) from None
+        if loaded is None:
+            raise ConfigError(["the file is empty (no options)"], source)
         if section is not None:
-            loaded = loaded.get(section) or {}
+            loaded = _section_of(loaded, section, fields, source)
         if not isinstance(loaded, dict):
             raise ConfigError([f"expected a mapping of options, got {type(loaded).__name__}"], source)
         for key, value in loaded.items():

@@ -354,3 +354,27 @@ def test_minionerec_bad_rows(tmp_path, case):
     with pytest.raises(InputError, match=expect):
         prepare(PrepareConfig(source="minionerec", path=str(root), dataset="X", out=str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()
+
+
+def test_an_options_file_is_read_flat_or_by_section_never_ignored(tmp_path):
+    """``--config`` takes a stage's options at the top level or under its section; a file with neither (or an
+    empty one, or a list) is an error, so options are never silently dropped for the defaults."""
+    from sidrec.config import resolve
+
+    flat, sectioned, pipeline, stray, empty = (tmp_path / f"{n}.yaml" for n in
+                                               ("flat", "sectioned", "pipeline", "stray", "empty"))
+    flat.write_text("source: synthetic\nn_users: 60\n")
+    sectioned.write_text("data:\n  n_users: 70\n")
+    pipeline.write_text("run_dir: runs/x\nquantize:\n  levels: 2\n")
+    stray.write_text("n_user: 60\n")
+    empty.write_text("")
+    assert resolve(PrepareConfig, flat, section="data").n_users == 60
+    assert resolve(PrepareConfig, sectioned, section="data").n_users == 70
+    assert resolve(PrepareConfig, pipeline, section="data").n_users == PrepareConfig().n_users  # no data: section
+    with pytest.raises(ConfigError, match="no 'data:' section, and none of its options at the top level"):
+        resolve(PrepareConfig, stray, section="data")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        resolve(PrepareConfig, empty, section="data")
+    flat.write_text("source: synthetic\nn_user: 60\n")
+    with pytest.raises(ConfigError, match="unknown option 'n_user' \\(did you mean 'n_users'\\?\\)"):
+        resolve(PrepareConfig, flat, section="data")
