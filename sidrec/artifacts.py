@@ -77,6 +77,23 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         raise
 
 
+def check_output_file(path: str | Path | None, option: str = "--out") -> None:
+    """Raise :class:`~sidrec.errors.InputError` naming ``option`` when a file cannot be written at ``path``: it is
+    a folder, or a part of its folder path is a file. Called before any work, so nothing half-written is left."""
+    from sidrec.errors import InputError
+
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} is a folder; give a file path", path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{option}: {parent} is a file, not a folder", path)
+            break
+
+
 def replace_dir(src: str | Path, dst: str | Path) -> None:
     """Move the finished folder ``src`` to ``dst``, replacing what is there by renames only: a kill at any moment
     leaves ``dst`` either absent, the old folder or the new one, never a half-deleted one."""

@@ -67,6 +67,11 @@ def read_predictions(path: str | Path) -> list[tuple[int, Prediction]]:
             dup = next(i for i in items if items.count(i) > 1)
             raise InputError(f"item {dup!r} appears more than once in 'items'", path, line_no)
         scores = obj.get("scores")
+        if scores is not None and (not isinstance(scores, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores)):
+            raise InputError("field 'scores' must be a list of numbers", path, line_no)
+        if "user_id" in obj and (isinstance(obj["user_id"], bool) or not isinstance(obj["user_id"], (str, int))):
+            raise InputError("field 'user_id' must be a string", path, line_no)
         if scores is not None and len(scores) != len(items):
             raise InputError(f"'scores' has {len(scores)} values for {len(items)} items", path, line_no)
         out.append((line_no, Prediction(obj["sample_id"], str(obj.get("user_id", "")), obj["target"], items,

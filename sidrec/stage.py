@@ -287,8 +287,9 @@ def _check_target(stage: Stage, out: Path) -> None:
     from sidrec.errors import InputError
 
     if stage.output_file:
-        if out.is_dir():
-            raise InputError(f"is a folder; {stage.name} writes a file here: give a file path", out)
+        from sidrec.artifacts import check_output_file
+
+        check_output_file(out)
         return
     if not out.exists():
         return

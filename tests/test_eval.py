@@ -81,6 +81,8 @@ def test_evaluate_oracle_and_groups(synthetic_data, tmp_path):
     ("duplicate_sample", "predicted twice"),
     ("wrong_target", "differs from the test split"),
     ("unknown_sample", "is not in the test split"),
+    ("wrong_user", "user_id 'NOBODY' of sample .* differs from the test split's"),
+    ("word_scores", "field 'scores' must be a list of numbers"),
 ])
 def test_bad_predictions_are_rejected_with_line(synthetic_data, tmp_path, case, expect):
     data = load_data(synthetic_data)
@@ -98,8 +100,14 @@ def test_bad_predictions_are_rejected_with_line(synthetic_data, tmp_path, case, 
             preds[4].target = preds[5].target if preds[5].target != preds[4].target else "S00001"
         elif case == "unknown_sample":
             preds[4].sample_id = 10**9
+        elif case == "wrong_user":
+            preds[4].user_id = "NOBODY"
 
     p = _oracle_predictions(data, "test", tmp_path / "bad.jsonl", extra=corrupt)
+    if case == "word_scores":
+        lines = p.read_text().splitlines()
+        lines[4] = lines[4][:-1] + ', "scores": ' + json.dumps(["a"] * len(json.loads(lines[4])["items"])) + "}"
+        p.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match=expect) as e:
         evaluate(p, data, "test")
     if case not in ("missing_sample",):
@@ -248,3 +256,24 @@ def test_report_names_the_protocol_the_predictions_were_made_under(synthetic_dat
     text = write_report(run, synthetic_data, "test", generative=("grpo",)).read_text()
     assert "**mixed ranking protocols" in text and "popularity was ranked with exclude_history [False]" in text
     assert pop.is_file()
+
+
+def test_cli_output_paths_are_checked_before_any_work(synthetic_data, tmp_path):
+    """An --out that is a folder, or under a file, is an error naming the option (the console entry point prints
+    it and exits 2); compare writes none of its outputs when its --plot path is bad."""
+    from click.testing import CliRunner
+
+    from sidrec.cli import cli
+
+    data = load_data(synthetic_data)
+    p = _oracle_predictions(data, "test", tmp_path / "p.jsonl")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    r = CliRunner().invoke(cli, ["evaluate", "--predictions", str(p), "--data", str(synthetic_data),
+                                 "--out", str(tmp_path / "folder")])
+    assert isinstance(r.exception, InputError) and "--out is a folder" in str(r.exception)
+    r = CliRunner().invoke(cli, ["compare", str(p), str(p), "--names", "a,b", "--data", str(synthetic_data),
+                                 "--out", str(tmp_path / "c.md"), "--plot", str(tmp_path / "file" / "p.png")])
+    assert isinstance(r.exception, InputError) and "--plot:" in str(r.exception)
+    assert "is a file, not a folder" in str(r.exception)
+    assert not (tmp_path / "c.md").exists() and not (tmp_path / "c.json").exists()

@@ -39,10 +39,11 @@ def evaluate(config_path, overrides) -> None:
     """
     from rich.console import Console
 
-    from sidrec.artifacts import write_json
+    from sidrec.artifacts import check_output_file, write_json
     from sidrec.eval.evaluator import evaluate as run_evaluate
 
     cfg = resolve(EvalConfig, config_path, overrides, section="evaluate")
+    check_output_file(cfg.out)
     metrics = run_evaluate(cfg.predictions, cfg.data, cfg.split, cfg.ks, cfg.head_item_frac, cfg.head_user_frac,
                            cfg.allow_missing, cfg.limit)
     if cfg.out:
@@ -53,6 +54,9 @@ def evaluate(config_path, overrides) -> None:
     Console(width=max(120, Console().width)).print(metrics_table(metrics, title))
     if metrics["n_missing"]:
         click.secho(f"{metrics['n_missing']} samples had no prediction and count as misses", fg="yellow")
+    if max(cfg.ks) > metrics["min_list_length"] > 0:
+        click.secho(f"some lists hold only {metrics['min_list_length']} items: @K above that counts a target "
+                    "ranked past the list's end as a miss", fg="yellow")
 
 
 @click.command("compare")
@@ -73,10 +77,12 @@ def compare(predictions, data, split, names, reference, test_kind, out, plot, al
     \b
     sidrec compare runs/demo/predictions/*.jsonl --data runs/demo/data --plot runs/demo/plots/compare.png
     """
-    from sidrec.artifacts import write_json, write_text
+    from sidrec.artifacts import check_output_file, write_json, write_text
     from sidrec.eval.compare import compare as run_compare
     from sidrec.eval.compare import plot_bars, to_markdown
 
+    check_output_file(out)
+    check_output_file(plot, "--plot")
     try:
         result = run_compare(predictions, data, split, names.split(",") if names else None, reference, test_kind,
                              allow_missing=allow_missing)

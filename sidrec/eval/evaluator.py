@@ -79,7 +79,7 @@ def aligned_ranks(predictions_path: str | Path, data: CanonicalData, split: str 
         later = {int(s) for s in samples["sample_id"][limit:]}
         samples = samples.select(range(limit))
     row_of = {int(s): r for r, s in enumerate(samples["sample_id"])}
-    targets = samples["target"]
+    targets, users = samples["target"], samples["user_id"]
     known_items = data.item_index
     ranked: list[list[str]] = [[] for _ in range(len(samples))]
     seen: dict[int, int] = {}
@@ -97,6 +97,10 @@ def aligned_ranks(predictions_path: str | Path, data: CanonicalData, split: str 
         if pred.target != targets[row]:
             raise InputError(f"target {pred.target!r} of sample {pred.sample_id} differs from the {split} split's "
                              f"{targets[row]!r} (predictions made for another split or dataset?)",
+                             predictions_path, line)
+        if pred.user_id and pred.user_id != str(users[row]):
+            raise InputError(f"user_id {pred.user_id!r} of sample {pred.sample_id} differs from the {split} split's "
+                             f"{users[row]!r} (predictions made for another split or dataset?)",
                              predictions_path, line)
         unknown = [i for i in pred.items if i not in known_items]
         if unknown:
