@@ -184,6 +184,20 @@ def test_missing_or_broken_embeddings_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="does not match 2 items"):
         quantize(semantics, tmp_path / "sids")
     assert not (tmp_path / "sids").exists()
+    (semantics / "item_index.json").write_text('["a", "b", ')
+    with pytest.raises(InputError, match=r"item_index.json:1: invalid JSON"):
+        quantize(semantics, tmp_path / "sids")
+    (semantics / "item_index.json").write_text(json.dumps(["a", "b", "c", "b", "e"]))
+    with pytest.raises(InputError, match=r"item_index.json: item 'b' is listed more than once"):
+        quantize(semantics, tmp_path / "sids")
+    (semantics / "item_index.json").write_text(json.dumps(list("abcde")))
+    (semantics / "item_emb.npy").write_text("not numbers")
+    with pytest.raises(InputError, match=r"item_emb.npy: not a .npy file"):
+        quantize(semantics, tmp_path / "sids")
+    np.save(semantics / "item_emb.npy", np.array([["x"] * 4] * 5))
+    with pytest.raises(InputError, match=r"item_emb.npy: not a numeric .npy array"):
+        quantize(semantics, tmp_path / "sids")
+    assert not (tmp_path / "sids").exists()
 
 
 # ---- cold start ------------------------------------------------------------------------------------------------------
@@ -299,6 +313,11 @@ def test_cli_quantize_and_inspect(synthetic_data, tmp_path):
     assert "candle" in r.output.lower()
     r = runner.invoke(main, ["sids", "inspect", str(out), "--prefix", "<b_1>"])
     assert isinstance(r.exception, InputError) and "should be level 'a'" in str(r.exception)
+    r = runner.invoke(main, ["sids", "inspect", str(out), "--data", str(tmp_path / "no_such_data")])
+    assert isinstance(r.exception, InputError) and "--data: not a folder" in str(r.exception)
+    (out / "sids.json").write_text((out / "sids.json").read_text()[:40])
+    r = runner.invoke(main, ["sids", "inspect", str(out)])
+    assert isinstance(r.exception, InputError) and "sids.json:1: invalid JSON" in str(r.exception)
 
 
 def test_item_level_gives_every_item_its_own_last_token_and_refuses_cold_start(catalogue, tmp_path):

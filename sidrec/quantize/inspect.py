@@ -37,6 +37,7 @@ def click_error(message: str) -> InputError:
 
 
 def _item_texts(sids_dir: Path, data_dir: str | None) -> dict[str, str]:
+    given = data_dir is not None
     if data_dir is None:
         cfg_path = sids_dir / "config.yaml"
         cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
@@ -45,6 +46,8 @@ def _item_texts(sids_dir: Path, data_dir: str | None) -> dict[str, str]:
             marker = Path(cfg["semantics"]) / "_stage.json"
             if marker.is_file():
                 data_dir = json.loads(marker.read_text())["config"].get("data")
+    if data_dir and given and not Path(data_dir).is_dir():
+        raise InputError("--data: not a folder (RUN/data from `sidrec data prepare`)", data_dir)
     if not data_dir or not Path(data_dir).is_dir():
         return {}
     from sidrec.data.store import load_data
@@ -56,7 +59,10 @@ def _item_texts(sids_dir: Path, data_dir: str | None) -> dict[str, str]:
 def inspect_prefix(console, sids_dir: str, prefix: str, data_dir: str | None, limit: int) -> None:
     folder = Path(sids_dir)
     sids_path = folder / "sids.json" if folder.is_dir() else folder
-    table = {k: tuple(int(c) for c in v) for k, v in json.loads(sids_path.read_text()).items()}
+    from sidrec.sid import SidTable
+
+    sid_table = SidTable.load(sids_path)  # a malformed file is an error naming it and the item
+    table = {item: tuple(int(c) for c in row) for item, row in zip(sid_table.item_ids, sid_table.codes)}
     titles = _item_texts(sids_path.parent, data_dir)
     all_texts = [titles.get(i, "") for i in table]
     want = parse_prefix(prefix)

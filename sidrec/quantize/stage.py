@@ -107,8 +107,19 @@ def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[lis
         if not p.is_file():
             raise InputError("missing: set the semantics option lexical_dim (e.g. 128) and rerun `sidrec semantics "
                              "all`" if which == "lexical" else "missing: run `sidrec semantics all` first", p)
-    ids = [str(i) for i in json.loads(index_path.read_text())]
-    emb = np.load(path).astype(np.float32)
+    from sidrec.baselines.semantic import read_item_index
+
+    ids = read_item_index(folder)
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"item {dup!r} is listed more than once ({len(ids) - len(set(ids))} repeats)", index_path)
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise InputError("not a .npy file (no NumPy header)", path)
+    try:
+        emb = np.load(path, allow_pickle=False).astype(np.float32)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"not a numeric .npy array ({e})", path) from None
     if emb.ndim != 2 or len(emb) != len(ids):
         raise InputError(f"shape {emb.shape} does not match {len(ids)} items of item_index.json", path)
     if not np.isfinite(emb).all():
