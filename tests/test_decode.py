@@ -380,6 +380,17 @@ def test_decode_cli_writes_predictions(tmp_path):
         assert masked.items == kept[:10] and not set(masked.items) & set(history)
         removed += len(whole.items) - len(kept)
     assert removed > 0  # the tiny model does rank history items, so the mask changed something
+    # one catalogue: SIDs naming items the data lacks, and a device that cannot be used, are refused up front
+    other = tmp_path / "other_sids"
+    other.mkdir()
+    (other / "sids.json").write_text(json.dumps({**sids, "NOT_AN_ITEM": [5, 5, 5]}))
+    bad = runner.invoke(cli, args[:args.index("--sids")] + ["--sids", str(other)] + args[args.index("--sids") + 2:
+                                                                                         args.index("--out")]
+                        + ["--out", str(tmp_path / "x.jsonl")])
+    assert "1 of its 41 items are not in the item table" in str(bad.exception)
+    bad = runner.invoke(cli, args[:args.index("--out")] + ["--out", str(tmp_path / "y.jsonl"), "--device", "tpu"])
+    assert "device: 'tpu' is not one of" in str(bad.exception)
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "y.jsonl").exists()
 
 
 def test_model_folders_name_their_sid_table_and_stage(tmp_path):
@@ -443,6 +454,20 @@ def test_model_folders_name_their_sid_table_and_stage(tmp_path):
                                  str(run / "sids"), "--beams", "10", "--topk", "10"])
     assert result.exit_code == 0, result.output
     assert (run / "predictions" / "final.jsonl").is_file()
+
+    # --sids with another table than the model's own: refused when an item's SID differs; a copy passes.
+    for name, mapping in (("same", json.loads((run / "sids" / "sids.json").read_text())),
+                          ("shuffled", dict(zip(table.item_ids, reversed(list(json.loads(
+                              (run / "sids" / "sids.json").read_text()).values())))))):
+        (run / name).mkdir()
+        (run / name / "sids.json").write_text(json.dumps(mapping))
+        result = runner.invoke(cli, ["decode", "--model", str(sft), "--data", str(run / "data"), "--sids",
+                                     str(run / name), "--out", str(run / f"{name}.jsonl")])
+        if name == "same":
+            assert result.exit_code == 0, result.output
+        else:
+            assert "not the SID table the model was trained with" in str(result.exception)
+            assert not (run / f"{name}.jsonl").exists()
 
 
 def test_decode_is_a_file_stage_redone_after_new_sids_and_reads_old_sidecars(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class DecodeConfig:
                      "raise --beams or use --backend torch")
         if self.limit is not None and self.limit < 1:
             p.append("limit: must be >= 1")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device or ""):
+            p.append(f"device: {self.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
         return p
 
     def output_path(self) -> Path:
@@ -84,6 +87,33 @@ class DecodeConfig:
         return str(found)
 
 
+def _check_catalogue(cfg: DecodeConfig, sid_table, data) -> None:
+    """The SID table, the data and the model must come from one catalogue: every item of the table is in the data's
+    item table, and a table given with ``--sids`` agrees with the one the model was trained with (same codebook
+    sizes, the same SID for every item both hold; ``sidrec add-items`` only adds items, so its tables pass)."""
+    from sidrec.align.prompts import model_sid_table
+    from sidrec.errors import InputError
+    from sidrec.sid import SidTable
+
+    known = data.item_index
+    unknown = [i for i in sid_table.item_ids if i not in known]
+    if unknown:
+        raise InputError(f"{len(unknown)} of its {sid_table.n_items} items are not in the item table of {cfg.data} "
+                         f"(first: {unknown[0]!r}): the SIDs and the data come from different catalogues",
+                         sid_table.source)
+    trained = model_sid_table(cfg.model)
+    if trained is None or Path(sid_table.source).resolve() == trained.resolve():
+        return
+    own = SidTable.load(trained)
+    differ = next((i for i, row in zip(own.item_ids, own.codes) if i in sid_table.item_index
+                   and tuple(row) != tuple(sid_table.codes[sid_table.item_index[i]])), None)
+    if own.codebook_sizes != sid_table.codebook_sizes or differ is not None:
+        what = (f"item {differ!r} has another SID" if differ is not None else
+                f"codebook sizes {sid_table.codebook_sizes} vs {own.codebook_sizes}")
+        raise InputError(f"not the SID table the model was trained with ({trained}): {what}; drop --sids to use "
+                         "the model's own", sid_table.source)
+
+
 def _load_model(cfg: DecodeConfig):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,6 +123,8 @@ def _load_model(cfg: DecodeConfig):
     if not Path(cfg.model).is_dir():
         raise InputError("model folder not found", cfg.model)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {cfg.device}: this torch build sees no CUDA device (use cpu or auto)")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         cfg.dtype, torch.bfloat16 if device.startswith("cuda") else torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
@@ -180,6 +212,7 @@ class DecodeStage(Stage[DecodeConfig]):
 
         data = load_data(cfg.data)
         sid_table = SidTable.load(cfg.sids)
+        _check_catalogue(cfg, sid_table, data)
         model, tokenizer = _load_model(cfg)
         samples = data.split(cfg.split)
         if cfg.limit is not None:

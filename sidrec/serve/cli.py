@@ -32,8 +32,8 @@ def add_items_command(run_dir: str, items_file: str) -> None:
 @click.command("recommend")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="run directory (RUN)")
 @click.option("--history", required=True, help="item ids, oldest first, comma-separated")
-@click.option("--topk", default=10, show_default=True, help="items to show")
-@click.option("--beams", default=20, show_default=True, help="beam width (>= topk)")
+@click.option("--topk", default=10, show_default=True, type=click.IntRange(min=1), help="items to show")
+@click.option("--beams", default=20, show_default=True, type=click.IntRange(min=1), help="beam width (>= topk)")
 @click.option("--model", "model_dir", default=None, help="checkpoint (default: RUN/grpo/final, else RUN/sft/final)")
 @click.option("--exclude-history", is_flag=True, help="leave the history's own items out")
 def recommend_command(run_dir: str, history: str, topk: int, beams: int, model_dir: str | None,
