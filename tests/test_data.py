@@ -378,3 +378,18 @@ def test_an_options_file_is_read_flat_or_by_section_never_ignored(tmp_path):
     flat.write_text("source: synthetic\nn_user: 60\n")
     with pytest.raises(ConfigError, match="unknown option 'n_user' \\(did you mean 'n_users'\\?\\)"):
         resolve(PrepareConfig, flat, section="data")
+
+
+def test_a_damaged_prepared_dataset_is_named(tmp_path):
+    """A prepared folder with a split deleted or an arrow file cut short is an InputError naming the part."""
+    import shutil
+
+    out = prepare(PrepareConfig(source="synthetic", n_users=40, n_items=30, out=str(tmp_path / "d")))
+    shutil.rmtree(Path(out) / "splits" / "test")
+    with pytest.raises(InputError, match=r"d/splits: damaged \(FileNotFoundError"):
+        load_data(out)
+    out = prepare(PrepareConfig(source="synthetic", n_users=40, n_items=30, out=str(tmp_path / "e")))
+    arrow = next((Path(out) / "items").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:100])
+    with pytest.raises(InputError, match=r"e/items: damaged \(ArrowInvalid"):
+        load_data(out)

@@ -110,12 +110,13 @@ def load_data(root: str | Path) -> CanonicalData:
     if missing:
         raise InputError(f"not a prepared sidrec dataset: missing {', '.join(missing)}", root)
     datasets.disable_progress_bars()
-    return CanonicalData(
-        root=root,
-        items=datasets.load_from_disk(str(root / "items")),
-        reviews=datasets.load_from_disk(str(root / "reviews")),
-        sequences=datasets.load_from_disk(str(root / "sequences")),
-        train_sequences=datasets.load_from_disk(str(root / "train_sequences")),
-        splits=datasets.load_from_disk(str(root / "splits")),
-        stats=json.loads((root / "stats.json").read_text()),
-    )
+    parts: dict[str, Any] = {}
+    for part in ("items", "reviews", "sequences", "train_sequences", "splits", "stats.json"):
+        try:
+            parts[part] = (json.loads((root / part).read_text()) if part == "stats.json"
+                           else datasets.load_from_disk(str(root / part)))
+        except (OSError, ValueError) as e:  # a deleted split, a truncated arrow file, broken JSON
+            raise InputError(f"damaged ({type(e).__name__}: {str(e)[:160]}); prepare the data again with --force",
+                             root / part) from None
+    return CanonicalData(root=root, items=parts["items"], reviews=parts["reviews"], sequences=parts["sequences"],
+                         train_sequences=parts["train_sequences"], splits=parts["splits"], stats=parts["stats.json"])
