@@ -31,7 +31,7 @@ import click
 
 from sidrec.artifacts import config_hash, write_yaml
 from sidrec.config import opt, resolve
-from sidrec.errors import ConfigError
+from sidrec.errors import ConfigError, SidrecError
 from sidrec.stage import (
     MARKER_FILE,
     PARTS_FILE,
@@ -431,7 +431,12 @@ def run_pipeline(cfg: PipelineConfig, start: str | None = None, until: str | Non
             forget_outputs(run, stage)
         write_marker(started, stage, hashes[stage], clean=True)
         t0 = time.perf_counter()
-        STAGE_FUNCTIONS[stage](run)
+        try:
+            STAGE_FUNCTIONS[stage](run)
+        except BaseException as e:  # pipeline.log keeps why the run stopped (the console shows the error itself)
+            _file_log_error(run.root / "pipeline.log", f"[{stage}] stopped after {time.perf_counter() - t0:.1f} s",
+                            e)
+            raise
         elapsed = time.perf_counter() - t0
         run.force = False
         write_marker(marker, stage, hashes[stage], inputs=_input_digests(run, stage), seconds=round(elapsed, 2))
@@ -491,6 +496,18 @@ def _log_to_file(path: Path) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(min(root.level or logging.INFO, logging.INFO))
+
+
+def _file_log_error(path: Path, what: str, error: BaseException) -> None:
+    """Write ``what`` and ``error`` (with its traceback unless it is a user-facing error) to the run's log file
+    only."""
+    record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, "%s: %s: %s",
+                               (what, type(error).__name__, error), None)
+    if not isinstance(error, (SidrecError, KeyboardInterrupt)):
+        record.exc_info = (type(error), error, error.__traceback__)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == str(path.resolve()):
+            handler.handle(record)
 
 
 def _print_summary(run: Run, summary: list[tuple[str, str, float]]) -> None:

@@ -278,3 +278,19 @@ def test_a_default_written_out_does_not_change_what_a_stage_is():
     assert stage_hashes(base) == stage_hashes(same)
     changed = {k for k in stage_hashes(base) if stage_hashes(base)[k] != stage_hashes(other)[k]}
     assert changed == {"sft", "grpo", "decode", "report"}
+
+
+def test_pipeline_log_records_why_a_run_stopped(tmp_path):
+    """A stage that fails leaves its error in RUN/pipeline.log, not only '[stage] running'."""
+    from sidrec.config import resolve
+    from sidrec.errors import InputError
+    from sidrec.pipeline import PipelineConfig, run_pipeline
+
+    seq = tmp_path / "seq.txt"
+    seq.write_text("1 1 2 3 4\n1 5 6 7\n")
+    cfg = resolve(PipelineConfig, overrides={"run_dir": str(tmp_path / "run"),
+                                             "data": {"source": "seqfile", "path": str(seq)}})
+    with pytest.raises(InputError, match="has a second line"):
+        run_pipeline(cfg, until="prepare")
+    log = (tmp_path / "run" / "pipeline.log").read_text()
+    assert "ERROR sidrec.pipeline: [prepare] stopped after" in log and "seq.txt:2: user '1' has a second line" in log
