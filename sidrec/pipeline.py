@@ -554,6 +554,12 @@ def pipeline_command(config_path: str, run_dir: str | None, start: str | None, u
     overrides: dict[str, Any] = {"run_dir": run_dir} if run_dir else {}
     if deterministic:
         overrides["deterministic"] = True
+    import yaml
+
+    raw = yaml.safe_load(Path(config_path).read_text())
+    if isinstance(raw, dict) and not raw.get("run_dir") and not run_dir:  # never a default folder by accident
+        raise ConfigError(["run_dir: required (the folder this run writes), in the file or as --run-dir"],
+                          config_path)
     cfg = resolve(PipelineConfig, config_path, overrides)
     run_pipeline(cfg, start, until, force)
 

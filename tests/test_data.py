@@ -393,3 +393,15 @@ def test_a_damaged_prepared_dataset_is_named(tmp_path):
     arrow.write_bytes(arrow.read_bytes()[:100])
     with pytest.raises(InputError, match=r"e/items: damaged \(ArrowInvalid"):
         load_data(out)
+
+
+def test_seqfile_item_table_with_an_extra_column_is_refused(tmp_path):
+    seq = tmp_path / "Toy.txt"
+    seq.write_text("".join(f"{u} 1 2 3 4\n" for u in range(1, 5)))
+    items = tmp_path / "items.tsv"
+    items.write_text("item_id\tasin\ttitle\n" + "".join(f"{i}\tB{i}\tTitle {i}\t\n" for i in range(1, 5)))
+    d = load_data(prepare(PrepareConfig(source="seqfile", path=str(seq), items=str(items), out=str(tmp_path / "a"))))
+    assert d.items[0]["title"] == "Title 1"  # an empty trailing column is harmless
+    items.write_text(items.read_text().replace("Title 3\t", "Title 3\tsurprise"))
+    with pytest.raises(InputError, match=r"items.tsv:4: expected 3 tab-separated columns"):
+        prepare(PrepareConfig(source="seqfile", path=str(seq), items=str(items), out=str(tmp_path / "b")))

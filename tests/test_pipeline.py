@@ -294,3 +294,20 @@ def test_pipeline_log_records_why_a_run_stopped(tmp_path):
         run_pipeline(cfg, until="prepare")
     log = (tmp_path / "run" / "pipeline.log").read_text()
     assert "ERROR sidrec.pipeline: [prepare] stopped after" in log and "seq.txt:2: user '1' has a second line" in log
+
+
+def test_a_pipeline_file_without_run_dir_is_refused(tmp_path):
+    """A config file that names no run_dir would write into the demo's folder: refused, nothing made."""
+    from click.testing import CliRunner
+
+    from sidrec.cli import cli
+    from sidrec.errors import ConfigError
+
+    config = tmp_path / "p.yaml"
+    config.write_text(yaml.safe_dump({"data": {"source": "synthetic", "n_users": 30}}))
+    r = CliRunner().invoke(cli, ["pipeline", "--config", str(config), "--until", "prepare"])
+    assert isinstance(r.exception, ConfigError) and "run_dir: required" in str(r.exception)
+    r = CliRunner().invoke(cli, ["pipeline", "--config", str(config), "--until", "prepare", "--run-dir",
+                                 str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "data" / "stats.json").is_file()

@@ -403,8 +403,9 @@ def load_seqfile(path: str | Path, items_tsv: str | Path | None, lenient: bool =
             if not header or header[0] != "item_id":
                 raise InputError("expected a header 'item_id<TAB>asin<TAB>title'", items_tsv, 1)
             for line_no, row in enumerate(reader, start=2):
-                if len(row) < 3:
-                    raise InputError(f"expected 3 tab-separated columns, got {len(row)}", items_tsv, line_no)
+                if len(row) < 3 or any(c.strip() for c in row[3:]):
+                    raise InputError(f"expected 3 tab-separated columns (item_id, asin, title), got {len(row)}",
+                                     items_tsv, line_no)
                 add_item(items, make_item(row[0], row[2]), items_tsv, line_no)
     unknown = UnknownIds(str(path), str(items_tsv), lenient)
     for s, line_no in zip(sequences, lines):
