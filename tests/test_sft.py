@@ -301,6 +301,30 @@ def test_bad_sft_configs_are_reported_together(align_dir, tmp_path):
         run_sft_from_dict({}, align_dir=tmp_path / "missing", output_dir=tmp_path / "o")
 
 
+
+def test_trainer_values_that_would_fail_mid_run_are_config_errors(tmp_path):
+    """A non-positive learning rate or batch size, max_steps 0 or below -1, zero epochs, a YAML syntax error or a
+    missing file: reported before anything is built or written."""
+    from sidrec.train.sft import parse_args
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("align_dir: x\nuse_cpu: true\n")
+    for flags, expect in ((["--learning_rate", "-1"], "learning_rate: must be > 0"),
+                          (["--per_device_train_batch_size", "0"], "per_device_train_batch_size: must be >= 1"),
+                          (["--max_steps", "0"], "max_steps: must be >= 1"),
+                          (["--max_steps", "-3"], "max_steps: must be >= 1"),
+                          (["--num_train_epochs", "0"], "num_train_epochs: must be > 0")):
+        with pytest.raises(ConfigError, match=expect):
+            parse_args(["--config", str(ok), *flags])
+    parse_args(["--config", str(ok), "--num_train_epochs", "0", "--max_steps", "3"])  # steps decide: fine
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("align_dir: [x\n")
+    with pytest.raises(ConfigError, match="bad.yaml:\n  - not valid YAML"):
+        parse_args(["--config", str(bad)])
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        parse_args(["--config", str(tmp_path / "nope.yaml")])
+
+
 # ------------------------------------------------------------------------------------------------ DeepSpeed
 def _tiny_model():
     from transformers import Qwen2Config, Qwen2ForCausalLM

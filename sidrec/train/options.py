@@ -20,11 +20,17 @@ VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_o
 def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[Any, Any]:
     """``--config file.yaml`` plus flags through a ``TrlParser`` over (sidrec dataclass, TRL config); unknown keys
     and inconsistent options raise :class:`ConfigError`."""
+    import yaml
+
     try:
         args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
     except ValueError as e:  # TrlParser: unknown YAML keys; the TRL config's __post_init__: inconsistent options
         raise ConfigError([str(e)]) from None
-    problems = args.problems(trainer)
+    except FileNotFoundError as e:
+        raise ConfigError([f"config file not found: {e.filename}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"not valid YAML: {e}"], _config_arg(argv)) from None
+    problems = args.problems(trainer) + trainer_problems(trainer)
     if problems:
         raise ConfigError(problems)
     return args, trainer
@@ -47,9 +53,14 @@ def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], 
     merged: dict[str, Any] = {}
     if config_file:
         try:
-            merged.update(yaml.safe_load(Path(config_file).read_text()) or {})
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
         except FileNotFoundError:
             raise ConfigError([f"config_file not found: {config_file}"]) from None
+        except yaml.YAMLError as e:
+            raise ConfigError([f"not valid YAML: {e}"], where) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"expected a mapping of options, got {type(loaded).__name__}"], where)
+        merged.update(loaded)
     merged.update(options)
     merged.update(fixed)
     for key, value in (defaults or {}).items():
@@ -62,10 +73,32 @@ def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], 
         args, trainer = parser.parse_dict(merged, allow_extra_keys=False)
     except (ValueError, TypeError) as e:  # unknown keys, or the TRL config's __post_init__ refusing a combination
         raise ConfigError([str(e)], where) from None
-    problems = args.problems(trainer)
+    problems = args.problems(trainer) + trainer_problems(trainer)
     if problems:
         raise ConfigError(problems, where)
     return args, trainer
+
+
+def _config_arg(argv: Sequence[str] | None) -> str | None:
+    argv = list(argv or [])
+    return argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+
+
+def trainer_problems(trainer: Any) -> list[str]:
+    """Values of TRL's config that its trainer would only refuse mid-run (or silently reinterpret): a learning
+    rate or batch size that is not positive, ``max_steps: 0``, zero epochs without ``max_steps``."""
+    problems = []
+    for name in ("learning_rate", "num_train_epochs"):
+        value = getattr(trainer, name, None)
+        if value is not None and value <= 0 and not (name == "num_train_epochs" and trainer.max_steps > 0):
+            problems.append(f"{name}: must be > 0, got {value}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(trainer, name, None)
+        if value is not None and value < 1:
+            problems.append(f"{name}: must be >= 1, got {value}")
+    if getattr(trainer, "max_steps", -1) == 0 or getattr(trainer, "max_steps", -1) < -1:
+        problems.append(f"max_steps: must be >= 1 (or -1: train num_train_epochs), got {trainer.max_steps}")
+    return problems
 
 
 BUDGET_OPTIONS = ("max_minutes", "budget_clock")
