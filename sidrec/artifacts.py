@@ -94,6 +94,23 @@ def check_output_file(path: str | Path | None, option: str = "--out") -> None:
             break
 
 
+def check_model_source(name: str | Path, option: str = "--model") -> None:
+    """Raise :class:`~sidrec.errors.InputError` naming ``option`` when ``name`` is meant as a local model folder
+    (it exists, or it is a path: absolute, relative with ./ or ../, or deeper than a hub id's 'org/name') but is
+    not one holding ``config.json``. A hub id is left to ``from_pretrained``."""
+    from sidrec.errors import InputError
+
+    text, path = str(name), Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"{option}: not a model folder (no config.json)", path)
+        return
+    if path.exists():
+        raise InputError(f"{option}: a file, not a model folder", path)
+    if text.startswith(("/", ".", "~")) or text.count("/") >= 2 or text.endswith("/"):
+        raise InputError(f"{option}: model folder not found", path)
+
+
 def replace_dir(src: str | Path, dst: str | Path) -> None:
     """Move the finished folder ``src`` to ``dst``, replacing what is there by renames only: a kill at any moment
     leaves ``dst`` either absent, the old folder or the new one, never a half-deleted one."""

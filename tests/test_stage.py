@@ -256,3 +256,20 @@ def test_runner_never_replaces_what_it_did_not_write(tmp_path):
     run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "empty"), value="b"))
     run_stage(ValueStage(), ValueConfig(out=str(tmp_path / "empty"), value="c", force=True))
     assert (tmp_path / "empty" / "value.txt").read_text() == "c"
+
+
+def test_model_sources_that_are_paths_must_be_model_folders(tmp_path):
+    """A local model path that is missing, empty (no config.json) or a file is an InputError naming the option; a
+    hub id ('org/name') is left to from_pretrained."""
+    from sidrec.artifacts import check_model_source
+    from sidrec.errors import InputError
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("")
+    for name, expect in ((tmp_path / "missing", "model folder not found"), (tmp_path / "empty", r"not a model folder \(no config.json\)"),
+                         (tmp_path / "file", "a file, not a model folder"), ("./nowhere", "model folder not found")):
+        with pytest.raises(InputError, match=f"--model: {expect}"):
+            check_model_source(name)
+    (tmp_path / "empty" / "config.json").write_text("{}")
+    check_model_source(tmp_path / "empty")
+    check_model_source("Qwen/Qwen2.5-0.5B-Instruct")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sidrec.artifacts import write_json
+from sidrec.artifacts import check_model_source, write_json
 from sidrec.config import opt
 from sidrec.stage import Stage, run_stage
 
@@ -160,6 +160,7 @@ class AlignStage(Stage[AlignConfig]):
         sid_table = SidTable.load(cfg.sids)
         keywords = compute_keywords(cfg, data, sid_table)
 
+        check_model_source(cfg.model, "model")
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from sidrec.artifacts import atomic_path, config_hash, write_json
+from sidrec.artifacts import atomic_path, check_model_source, config_hash, write_json
 from sidrec.data.store import CanonicalData
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def _train_with_text_embedding(cfg, text_emb: torch.Tensor, known: torch.Tensor,
 def _train_with_lm(cfg, texts: list[str], known: torch.Tensor, device, gen) -> tuple[torch.Tensor, list[float]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_source(cfg.said_lm, "said_lm")
     tokenizer = AutoTokenizer.from_pretrained(cfg.said_lm)
     lm = AutoModelForCausalLM.from_pretrained(cfg.said_lm, dtype=torch.float32).to(device).eval()
     lm.requires_grad_(False)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidrec.artifacts import replace_dir
+from sidrec.artifacts import check_model_source, replace_dir
 from sidrec.stage import MARKER_FILE, clear_marker, fingerprint, input_digests, is_done, write_marker
 from sidrec.train.checkpoints import last_complete_checkpoint
 
@@ -106,6 +106,7 @@ def load_tokenizer(model_dir: str | Path):
     """The model's tokenizer, padding on the left (batched generation) with EOS as padding when it has none."""
     from transformers import AutoTokenizer
 
+    check_model_source(model_dir, "model")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
