@@ -266,7 +266,8 @@ def test_model_sources_that_are_paths_must_be_model_folders(tmp_path):
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("")
-    for name, expect in ((tmp_path / "missing", "model folder not found"), (tmp_path / "empty", r"not a model folder \(no config.json\)"),
+    for name, expect in ((tmp_path / "missing", "model folder not found"),
+                         (tmp_path / "empty", r"not a model folder \(no config.json\)"),
                          (tmp_path / "file", "a file, not a model folder"), ("./nowhere", "model folder not found")):
         with pytest.raises(InputError, match=f"--model: {expect}"):
             check_model_source(name)
