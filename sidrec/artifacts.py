@@ -20,6 +20,39 @@ from typing import Any
 import yaml
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; a missing file or invalid JSON raises :class:`~sidrec.errors.InputError` naming the
+    file (and the line)."""
+    from sidrec.errors import InputError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON ({e.msg})", path, e.lineno) from None
+
+
+def load_npy(path: str | Path):
+    """A numeric ``.npy`` array; a missing file, a file that is not ``.npy`` or holds objects raises
+    :class:`~sidrec.errors.InputError` naming the file."""
+    import numpy as np
+
+    from sidrec.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found (an earlier step of this stage writes it)", path)
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise InputError("not a .npy file (no NumPy header)", path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"not a numeric .npy array ({e})", path) from None
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """``(line_number, object)`` for every non-blank line of a JSON Lines file; a line that is not valid JSON raises
     :class:`~sidrec.errors.InputError` naming the file and the line."""

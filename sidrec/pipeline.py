@@ -556,7 +556,10 @@ def pipeline_command(config_path: str, run_dir: str | None, start: str | None, u
         overrides["deterministic"] = True
     import yaml
 
-    raw = yaml.safe_load(Path(config_path).read_text())
+    try:
+        raw = yaml.safe_load(Path(config_path).read_text())
+    except yaml.YAMLError:
+        raw = None  # resolve() reports it, with the file's name
     if isinstance(raw, dict) and not raw.get("run_dir") and not run_dir:  # never a default folder by accident
         raise ConfigError(["run_dir: required (the folder this run writes), in the file or as --run-dir"],
                           config_path)
@@ -569,7 +572,8 @@ def pipeline_command(config_path: str, run_dir: str | None, start: str | None, u
 @click.option("--user", "user_id", required=True, help="User id (as in the data).")
 @click.option("--split", default="test", show_default=True, help="Split whose sample is explained.")
 @click.option("--model", default=None, help="Predictions name (default: grpo, else sft).")
-@click.option("--top", default=5, show_default=True, help="How many recommendations to explain.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many recommendations to explain.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def explain_command(run_dir, user_id, split, model, top, as_json) -> None:
     """Why these items: SID token keywords and sensory attributes shared with the user's history.

@@ -189,6 +189,20 @@ def test_add_items_bad_file_names_the_line(tmp_path):
     with pytest.raises(InputError, match="title") as e:
         read_new_items(bad)
     assert ":2" in str(e.value)
+    for line, expect in (('{"item_id": ["a", "b"], "title": "A"}', "field 'item_id' should be an id"),
+                         ('{"item_id": true, "title": "A"}', "field 'item_id' should be an id"),
+                         ('{"item_id": " ", "title": "A"}', "field 'item_id' is blank"),
+                         ('{"item_id": "c", "title": {"en": "x"}}', "field 'title' should be text, got dict"),
+                         ('{"item_id": "c", "title": "C", "price": "nan"}', "expected a finite number >= 0"),
+                         ('{"item_id": "c", "title": "C", "price": -5}', "expected a finite number >= 0"),
+                         ('{"item_id": "c", "title": "C",', "invalid JSON record")):
+        bad.write_text('{"item_id": "a", "title": "A"}\n' + line + "\n")
+        with pytest.raises(InputError, match=expect) as e:
+            read_new_items(bad)
+        assert "new.jsonl:2" in str(e.value) and "--lenient" not in str(e.value)
+    bad.write_text('{"item_id": 7, "title": ["Cedar", "Candle"], "price": 3}\n')
+    assert read_new_items(bad)[0] | {} == {"item_id": "7", "title": "Cedar Candle", "description": "",
+                                          "categories": [], "brand": "", "price": 3.0}
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))

@@ -196,6 +196,19 @@ def test_sidrec_explain_gives_the_same_reasons(tiny_run, reference, tmp_path):
         why = reference.catalogue.why(r["item_id"], sample["history"])
         assert r["token_keywords"] == why["token_keywords"] and r["shared_attributes"] == why["shared_attributes"]
         assert len(r["token_keywords"]) == 3 and r["sid"] == reference.catalogue.sid_strings[r["item_id"]]
+    # the file holds test predictions: asking for the valid split's sample of this user is refused, not mixed up
+    from sidrec.errors import InputError
+
+    valid = load_data(run / "data").split("valid")
+    row = list(valid["user_id"]).index(sample["user_id"])
+    (run / "predictions" / "sft.jsonl").write_text(json.dumps(  # valid's sample id (ids restart per split)
+        {"sample_id": valid["sample_id"][row], "user_id": sample["user_id"], "target": sample["target"],
+         "items": ranked}) + "\n")
+    with pytest.raises(InputError, match="holds another split's predictions"):
+        explain(run, sample["user_id"], split="valid", top=4)
+    (run / "sids" / "sids.json").write_text("{broken")
+    with pytest.raises(InputError, match=r"sids.json:1: invalid JSON"):
+        explain(run, sample["user_id"], top=4)
 
 
 def test_batch_endpoint_equals_single_requests(server, histories, reference):

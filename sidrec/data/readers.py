@@ -55,12 +55,12 @@ def parse_record_line(line: str) -> Any:
             raise json_error from None
 
 
-def iter_records(path: str | Path, lenient: bool = False, report: ReadReport | None = None
-                 ) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(path: str | Path, lenient: bool = False, report: ReadReport | None = None,
+                 lenient_hint: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-empty line of ``path``.
 
-    Raises :class:`InputError` naming file and line for invalid lines (unless ``lenient``), a truncated or
-    corrupt gzip stream, a missing file, or a file with no records at all.
+    Raises :class:`InputError` naming file and line for invalid lines (unless ``lenient``; ``lenient_hint``: say
+    that --lenient exists), a truncated or corrupt gzip stream, a missing file, or a file with no records at all.
     """
     path = Path(path)
     if not path.is_file():
@@ -83,8 +83,8 @@ def iter_records(path: str | Path, lenient: bool = False, report: ReadReport | N
                     if lenient:
                         report.skipped.append((line_no, str(e)[:120]))
                         continue
-                    raise InputError(f"invalid JSON record ({e}); pass --lenient to skip bad lines",
-                                     path, line_no) from None
+                    hint = "; pass --lenient to skip bad lines" if lenient_hint else ""
+                    raise InputError(f"invalid JSON record ({e}){hint}", path, line_no) from None
                 n_records += 1
                 yield line_no, record
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
@@ -128,4 +128,7 @@ def identifier(record: dict[str, Any], key: str, path: str | Path, line: int) ->
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InputError(f"field '{key}' should be an id (a string or an integer), got {type(value).__name__} "
                          f"{value!r:.60}", path, line)
-    return str(value).strip()
+    text = str(value).strip()
+    if not text:
+        raise InputError(f"field '{key}' is blank", path, line)
+    return text

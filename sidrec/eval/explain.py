@@ -7,11 +7,11 @@ sid_keywords.json``) and the sensory attributes it shares with the items in the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sidrec.artifacts import read_json
 from sidrec.data.store import load_data
 from sidrec.errors import InputError
 from sidrec.predictions import read_predictions
@@ -28,7 +28,7 @@ def token_keywords(path: Path) -> dict[str, list[str]]:
     """SID token -> keywords from sid_keywords.json ({"tokens": {token: {"keywords": [...]}}})."""
     if not path.is_file():
         return {}
-    raw = json.loads(path.read_text())
+    raw = read_json(path)
     tokens = raw.get("tokens", raw)
     return {t: (v.get("keywords", []) if isinstance(v, Mapping) else list(v)) for t, v in tokens.items()}
 
@@ -67,7 +67,11 @@ def explain(run_dir: str | Path, user_id: str, split: str = "test", model: str |
     pred = next((p for _, p in read_predictions(pred_file) if p.sample_id == sample_id), None)
     if pred is None:
         raise InputError(f"sample {sample_id} of user {user_id!r} is not in the predictions", pred_file)
-    sids = json.loads((run / "sids" / "sids.json").read_text()) if (run / "sids" / "sids.json").is_file() else {}
+    if pred.target != samples["target"][row] or (pred.user_id and pred.user_id != user_id):
+        raise InputError(f"the prediction for sample {sample_id} has target {pred.target!r}, the {split} split's is "
+                         f"{samples['target'][row]!r}: this file holds another split's predictions (decode with "
+                         f"--split {split} --out <file> and give --model <its name>)", pred_file)
+    sids = read_json(run / "sids" / "sids.json") if (run / "sids" / "sids.json").is_file() else {}
     keywords = token_keywords(run / "align" / "sid_keywords.json")
     sensory = load_sensory(run / "semantics" / "sensory.jsonl")
     titles = dict(zip(data.items["item_id"], data.items["title"]))

@@ -8,7 +8,6 @@ collisions so every SID is unique, and writes the statistics of the assignment b
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sidrec.artifacts import to_plain, write_json
+from sidrec.artifacts import read_json, to_plain, write_json
 from sidrec.config import opt
 from sidrec.errors import InputError
 from sidrec.quantize.analysis import sid_stats
@@ -308,7 +307,7 @@ def assign_sids(sids_dir: str | Path, new_item_embeddings: np.ndarray) -> list[l
                          "token, so it cannot be given a SID without re-quantizing and retraining the model",
                          Path(sids_dir) / MODEL_FILE)
     sids_path = Path(sids_dir) / "sids.json"
-    existing = [tuple(int(c) for c in sid) for sid in json.loads(sids_path.read_text()).values()] \
+    existing = [tuple(int(c) for c in sid) for sid in read_json(sids_path).values()] \
         if sids_path.is_file() else []
     x = np.asarray(new_item_embeddings, dtype=np.float32)
     collab = blob.get("collaborative")
@@ -343,13 +342,13 @@ def _sid_codebook_sizes(sids_dir: str | Path, blob: dict) -> list[int]:
     stats_path = Path(sids_dir) / "stats.json"
     if not stats_path.is_file():
         raise InputError("stats.json (codebook sizes) not found beside the quantizer", stats_path)
-    return list(json.loads(stats_path.read_text())["codebook_sizes"])
+    return list(read_json(stats_path)["codebook_sizes"])
 
 
 def add_items_to_sids(sids_dir: str | Path, item_ids: list[str], new_item_embeddings: np.ndarray) -> dict[str, list[int]]:
     """Assign SIDs to ``item_ids`` (see :func:`assign_sids`) and add them to ``sids.json`` atomically."""
     sids_path = Path(sids_dir) / "sids.json"
-    table = json.loads(sids_path.read_text())
+    table = read_json(sids_path)
     clash = [i for i in item_ids if i in table]
     if clash:
         raise InputError(f"items already have SIDs: {clash[:5]}", sids_path)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sidrec.artifacts import atomic_path, config_hash, write_json, write_text
+from sidrec.artifacts import atomic_path, config_hash, load_npy, write_json, write_text
 from sidrec.config import opt
 from sidrec.facets import FACET_NAMES
 from sidrec.semantics.extract import Attributes, ItemTexts, LexiconExtractor, read_sensory_jsonl
@@ -423,8 +423,8 @@ def fuse(text_emb: np.ndarray, sensory_emb: np.ndarray, text_weight: float, sens
 
 
 def _run_fuse(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
-    text_emb = np.load(outputs.root / "text_emb.npy")
-    sensory_emb = np.load(outputs.root / "sensory_emb.npy")
+    text_emb = load_npy(outputs.root / "text_emb.npy")
+    sensory_emb = load_npy(outputs.root / "sensory_emb.npy")
     if len(text_emb) != len(sensory_emb) or len(text_emb) != len(data.item_ids):
         from sidrec.errors import InputError
 

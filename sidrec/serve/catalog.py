@@ -27,27 +27,46 @@ ITEM_FIELDS = ("item_id", "title", "description", "categories", "brand", "price"
 def read_new_items(path: str | Path) -> list[dict[str, Any]]:
     """Canonical item rows from a JSONL file (``item_id`` and ``title`` required; ``description``, ``brand``,
     ``categories`` (list or ``" > "``-separated string) and ``price`` optional). Errors name the file and line."""
-    from sidrec.data.readers import iter_records, require
+    import math
+
+    from sidrec.data.readers import identifier, iter_records
+
+    def text(rec: dict, key: str, line: int, required: bool = False) -> str:
+        value = rec.get(key)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = " ".join(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise InputError(f"missing required field '{key}'", path, line)
+            return ""
+        if not isinstance(value, str):
+            raise InputError(f"field '{key}' should be text, got {type(value).__name__} {value!r:.60}", path, line)
+        return " ".join(value.split())
 
     rows, seen = [], {}
-    for line, rec in iter_records(path):
-        require(rec, ("item_id", "title"), path, line)
-        item = str(rec["item_id"])
+    for line, rec in iter_records(path, lenient_hint=False):
+        item = identifier(rec, "item_id", path, line)
         if item in seen:
             raise InputError(f"item_id {item!r} repeats line {seen[item]}", path, line)
         seen[item] = line
         cats = rec.get("categories") or []
         if isinstance(cats, str):
             cats = [c.strip() for c in cats.split(">") if c.strip()]
-        if not isinstance(cats, list):
-            raise InputError(f"categories: expected a list or a string, got {type(cats).__name__}", path, line)
+        if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+            raise InputError("field 'categories': expected a list of strings or one ' > '-separated string", path,
+                             line)
         price = rec.get("price")
         try:
             price = None if price in (None, "") else float(price)
         except (TypeError, ValueError):
-            raise InputError(f"price: not a number ({price!r})", path, line) from None
-        rows.append({"item_id": item, "title": str(rec["title"]), "description": str(rec.get("description") or ""),
-                     "categories": [str(c) for c in cats], "brand": str(rec.get("brand") or ""), "price": price})
+            raise InputError(f"field 'price': not a number ({price!r})", path, line) from None
+        if price is not None and (not math.isfinite(price) or price < 0):
+            raise InputError(f"field 'price': expected a finite number >= 0, got {price!r}", path, line)
+        rows.append({"item_id": item, "title": text(rec, "title", line, required=True),
+                     "description": text(rec, "description", line), "categories": cats,
+                     "brand": text(rec, "brand", line), "price": price})
     return rows
 
 
@@ -60,7 +79,7 @@ def add_items(run_dir: str | Path, items_file: str | Path) -> dict[str, list[int
     import datasets
     import numpy as np
 
-    from sidrec.artifacts import atomic_dir, write_json, write_text
+    from sidrec.artifacts import atomic_dir, read_json, write_json, write_text
     from sidrec.data.store import ITEM_FEATURES, load_data
     from sidrec.quantize import assign_sids
     from sidrec.semantics import embed_new_items
@@ -72,14 +91,21 @@ def add_items(run_dir: str | Path, items_file: str | Path) -> dict[str, list[int
     rows = read_new_items(items_file)
     data = load_data(run / "data")
     sids_path = run / "sids" / "sids.json"
-    table = json.loads(sids_path.read_text())
+    table = read_json(sids_path)
     known = set(data.item_ids) | set(table)
     clash = [r["item_id"] for r in rows if r["item_id"] in known]
     if clash:
         raise InputError(f"{len(clash)} item(s) are already in the catalogue: {clash[:5]}", items_file)
 
     emb, attrs = embed_new_items(run / "semantics", rows)
-    codes = assign_sids(run / "sids", np.asarray(emb))
+    try:
+        codes = assign_sids(run / "sids", np.asarray(emb))
+    except InputError as e:
+        if "no free SID left" not in str(e):
+            raise
+        raise InputError(f"the SIDs of this run have no room for the {len(rows)} new items ({e}); nothing was "
+                         "changed: add fewer items, or quantize again with larger codebooks or collision: "
+                         "extra_level and retrain", items_file) from None
     new = {r["item_id"]: [int(c) for c in sid] for r, sid in zip(rows, codes)}
 
     # Every file is replaced whole (temp + rename): the item table first, then sensory, then the SIDs, so a run
