@@ -405,3 +405,15 @@ def test_seqfile_item_table_with_an_extra_column_is_refused(tmp_path):
     items.write_text(items.read_text().replace("Title 3\t", "Title 3\tsurprise"))
     with pytest.raises(InputError, match=r"items.tsv:4: expected 3 tab-separated columns"):
         prepare(PrepareConfig(source="seqfile", path=str(seq), items=str(items), out=str(tmp_path / "b")))
+
+
+def test_amazon2023_metadata_of_odd_shapes_is_read(tmp_path):
+    """A ``details`` that is text, or one category given as a number, are read rather than crashing."""
+    reviews = [{"user_id": f"U{u}", "parent_asin": f"P{(u + j) % 4}", "rating": 4, "text": "t",
+                "timestamp": 1_600_000_000_000 + j * 1000 + u} for u in range(5) for j in range(4)]
+    meta = [{"parent_asin": f"P{i}", "title": f"P {i}", "details": "Brand: Lumen", "categories": 5, "store": None}
+            for i in range(4)]
+    d = load_data(prepare(PrepareConfig(source="amazon2023", reviews=str(_write_lines(tmp_path / "r", reviews)),
+                                        meta=str(_write_lines(tmp_path / "m", meta)), k_core=3,
+                                        out=str(tmp_path / "o"))))
+    assert d.items[0]["categories"] == ["5"] and d.items[0]["brand"] == ""

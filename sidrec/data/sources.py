@@ -107,11 +107,18 @@ def _text(value: Any) -> str:
     return re.sub(r"\s+", " ", str(value)).strip()
 
 
+def _brand_of(details: Any) -> Any:
+    """The ``Brand`` of an Amazon 2023 ``details`` object (absent when ``details`` is not one)."""
+    return details.get("Brand") if isinstance(details, dict) else None
+
+
 def _categories(value: Any) -> list[str]:
     if not value:
         return []
     if isinstance(value, str):
         return [c.strip() for c in value.split(",") if c.strip()]
+    if not isinstance(value, (list, tuple)):  # one scalar category
+        return [_text(value)]
     out: list[str] = []
     for v in value:  # 2014 meta nests lists of category paths
         for c in (v if isinstance(v, (list, tuple)) else [v]):
@@ -244,7 +251,7 @@ def load_amazon2023(reviews: str | Path, meta: str | Path | None, lenient: bool 
             description = _as_list(m.get("description")) + _as_list(m.get("features"))
             add_item(items, make_item(parent_asin, m.get("title"), description,
                                       m.get("categories") or ([m["main_category"]] if m.get("main_category") else []),
-                                      m.get("store") or (m.get("details") or {}).get("Brand"), m.get("price")),
+                                      m.get("store") or _brand_of(m.get("details")), m.get("price")),
                      meta, line)
         reports.append(meta_report.as_dict())
     unknown = _items_without_metadata(items, interactions, review_lines, reviews, meta, lenient)
