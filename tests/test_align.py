@@ -346,3 +346,19 @@ def test_a_standalone_align_rerun_redoes_after_new_sids_and_skips_otherwise(run,
     (sids / "sids.json").write_text(json.dumps(table))
     assert align_cli() != first  # redone, not silently skipped
     assert json.loads((tmp_path / "align" / "sids" / "sids.json").read_text()) == table
+
+
+def test_tiny_model_and_serve_options_are_checked_before_any_work():
+    """Values a model or a server would refuse mid-way (or divide by) are config errors listed together."""
+    from sidrec.align import TinyModelConfig
+    from sidrec.config import resolve
+    from sidrec.errors import ConfigError
+    from sidrec.serve.config import ServeConfig
+
+    with pytest.raises(ConfigError) as e:
+        resolve(TinyModelConfig, overrides={"head_dim": 0, "lm_learning_rate": -1, "max_position_embeddings": 0})
+    assert e.value.problems == ["max_position_embeddings: must be >= 1", "lm_learning_rate: must be > 0",
+                                "head_dim: must be >= 32 (vLLM's CPU attention refuses smaller heads)"]
+    with pytest.raises(ConfigError, match="device: 'bogus' is not one of"):
+        resolve(ServeConfig, overrides={"run": ".", "device": "bogus"})
+    assert resolve(ServeConfig, overrides={"run": ".", "device": "cuda:1"}).device == "cuda:1"

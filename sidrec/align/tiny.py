@@ -60,9 +60,17 @@ class TinyModelConfig:
 
     def problems(self) -> list[str]:
         p = []
+        for name in ("hidden_size", "intermediate_size", "max_position_embeddings", "lm_batch_size", "lm_max_texts",
+                     "num_kv_heads"):
+            if getattr(self, name) < 1:
+                p.append(f"{name}: must be >= 1")
+        if self.lm_learning_rate <= 0:
+            p.append("lm_learning_rate: must be > 0")
         if self.head_dim < 32:
             p.append("head_dim: must be >= 32 (vLLM's CPU attention refuses smaller heads)")
-        if self.hidden_size % self.head_dim:
+        elif self.hidden_size < 1 or self.num_kv_heads < 1:
+            pass
+        elif self.hidden_size % self.head_dim:
             p.append(f"hidden_size ({self.hidden_size}) must be a multiple of head_dim ({self.head_dim})")
         elif (self.hidden_size // self.head_dim) % self.num_kv_heads:
             p.append(f"num_kv_heads ({self.num_kv_heads}) must divide the number of heads "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,4 +46,6 @@ class ServeConfig:
             p.append("max_wait_ms: must be >= 0")
         if self.threads is not None and self.threads < 1:
             p.append("threads: must be >= 1")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device or ""):
+            p.append(f"device: {self.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
         return p
