@@ -362,9 +362,10 @@ def test_config_problems_are_collected():
 
     with pytest.raises(ConfigError) as e:
         resolve(SemanticsConfig, overrides={"teacher": "llm", "text_fields": ["title", "colour"],
-                                            "student_holdout": 0.95})
+                                            "student_holdout": 0.95, "max_text_chars": -5})
     msg = str(e.value)
     assert "teacher_model" in msg and "colour" in msg and "student_holdout" in msg
+    assert "max_text_chars: must be >= 1" in msg
 
 
 def test_sensory_jsonl_reader_takes_both_layouts_and_names_a_bad_line(tmp_path):

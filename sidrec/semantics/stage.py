@@ -127,6 +127,10 @@ class SemanticsConfig:
                 p.append(f"{name}: must be >= 1")
         if self.lexical_dim < 0:
             p.append("lexical_dim: must be >= 0 (0: no lexical view)")
+        if self.max_text_chars < 1:
+            p.append("max_text_chars: must be >= 1")
+        if self.max_reviews < 0:
+            p.append("max_reviews: must be >= 0")
         return p
 
 
@@ -269,10 +273,15 @@ def _run_sensory(cfg: SemanticsConfig, data, outputs: _Outputs) -> dict:
     from sidrec.torch_threads import one_thread
 
     items = _item_texts(data, cfg.use_reviews, cfg.max_reviews)
+    n_reviews = sum(len(it.reviews) for it in items)
+    if cfg.use_reviews and n_reviews == 0:
+        log.warning("use_reviews: %s holds no review texts; the teacher reads titles and descriptions only",
+                    data.root)
     teacher = make_teacher(cfg)
     t0 = time.perf_counter()
     teacher_attrs = teacher.extract_corpus(items)
-    stats: dict[str, Any] = {"teacher": cfg.teacher, "teacher_wall_s": round(time.perf_counter() - t0, 2)}
+    stats: dict[str, Any] = {"teacher": cfg.teacher, "teacher_wall_s": round(time.perf_counter() - t0, 2),
+                             "reviews_read": n_reviews}
     if cfg.teacher == "llm":
         stats["teacher_parse"] = teacher.stats.as_dict()
     ids = data.item_ids
