@@ -295,6 +295,23 @@ def test_bad_align_config_lists_every_problem(run):
     assert not (run / "never").exists()
 
 
+def test_align_refuses_a_sid_table_that_misses_items_of_the_data(run, tmp_path):
+    """An item without a SID would silently lose its samples and never be recommended: an error naming it."""
+    import json
+
+    from sidrec.align import AlignConfig, run_align
+    from sidrec.errors import InputError
+
+    table = json.loads((run / "sids" / "sids.json").read_text())
+    missing = next(iter(table))
+    (tmp_path / "sids").mkdir()
+    (tmp_path / "sids" / "sids.json").write_text(json.dumps({k: v for k, v in table.items() if k != missing}))
+    with pytest.raises(InputError, match=rf"1 of the {len(table)} items .* have no SID here \(first: '{missing}'\)"):
+        run_align(AlignConfig(data=str(run / "data"), sids=str(tmp_path / "sids"), model=str(run / "base_tied"),
+                              out=str(tmp_path / "align")))
+    assert not (tmp_path / "align").exists()
+
+
 def test_bad_tiny_model_config(run):
     from sidrec.align import init_tiny_model
 

@@ -20,6 +20,7 @@ from typing import Literal
 
 from sidrec.artifacts import check_model_source, write_json
 from sidrec.config import opt
+from sidrec.errors import InputError
 from sidrec.stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,11 @@ class AlignStage(Stage[AlignConfig]):
 
         data = load_data(cfg.data)
         sid_table = SidTable.load(cfg.sids)
+        missing = [i for i in data.item_ids if i not in sid_table.item_index]
+        if missing:  # their samples would be dropped, and the model could never recommend them
+            raise InputError(f"{len(missing)} of the {len(data.item_ids)} items of {cfg.data} have no SID here "
+                             f"(first: {missing[0]!r}): quantize the same data again, or give these items SIDs "
+                             "with `sidrec add-items`", sid_table.source)
         keywords = compute_keywords(cfg, data, sid_table)
 
         check_model_source(cfg.model, "model")
