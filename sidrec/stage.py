@@ -347,8 +347,18 @@ def run_stage(stage: Stage[C], cfg: C) -> Path:
                      config=stage.options(cfg), **summary)
     elif stage.in_place:
         clear_marker(out)
+        made = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        result = stage.run(cfg, out)
+        try:
+            result = stage.run(cfg, out)
+        except BaseException:
+            if made:  # a failed first attempt leaves no empty folders behind
+                for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                    if not any(folder.iterdir()):
+                        folder.rmdir()
+                if not any(out.iterdir()):
+                    out.rmdir()
+            raise
         if result is not False:
             finish(out, result)
     else:

@@ -274,3 +274,22 @@ def test_model_sources_that_are_paths_must_be_model_folders(tmp_path):
     (tmp_path / "empty" / "config.json").write_text("{}")
     check_model_source(tmp_path / "empty")
     check_model_source("Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def test_a_failed_first_attempt_of_an_in_place_stage_leaves_no_empty_folders(tmp_path):
+    class Failing(Stage[ValueConfig]):
+        name = "failing"
+        in_place = True
+
+        def run(self, cfg: ValueConfig, out: Path) -> None:
+            (out / "ck" / "inner").mkdir(parents=True)
+            raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError):
+        run_stage(Failing(), ValueConfig(out=str(tmp_path / "bl")))
+    assert not (tmp_path / "bl").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "log.txt").write_text("mine")
+    with pytest.raises(RuntimeError):
+        run_stage(Failing(), ValueConfig(out=str(tmp_path / "kept")))
+    assert (tmp_path / "kept" / "log.txt").read_text() == "mine"  # a folder that was there is left as it was

@@ -455,6 +455,11 @@ def run_grpo(args: GrpoArgs, trainer_args: GRPOConfig) -> Path:
         return record.final
     if not Path(args.sft_model).is_dir():
         raise InputError("SFT model folder not found (run `sidrec sft` first)", args.sft_model)
+    from sidrec.align.prompts import model_stage
+
+    if model_stage(args.sft_model) == "align":
+        log.warning("grpo: %s is the aligned model, not an SFT output: GRPO's rollouts need a model that already "
+                    "recommends (run `sidrec sft` first unless this is intended)", args.sft_model)
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook, on purpose
     import torch
