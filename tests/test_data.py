@@ -417,3 +417,11 @@ def test_amazon2023_metadata_of_odd_shapes_is_read(tmp_path):
                                         meta=str(_write_lines(tmp_path / "m", meta)), k_core=3,
                                         out=str(tmp_path / "o"))))
     assert d.items[0]["categories"] == ["5"] and d.items[0]["brand"] == ""
+
+
+def test_metadata_texts_and_prices_of_odd_types():
+    from sidrec.data.sources import make_item
+
+    item = make_item("x", title={"en": "Vanilla", "fr": ["Vanille"]}, price=[1, 2])
+    assert item["title"] == "Vanilla Vanille" and item["price"] is None
+    assert make_item("y", price="$3.50")["price"] == 3.5 and make_item("z", price=True)["price"] is None

@@ -104,6 +104,8 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, (list, tuple)):
         value = " ".join(_text(v) for v in value)
+    elif isinstance(value, dict):  # e.g. {"en": "..."}: its texts, not its Python repr
+        value = " ".join(_text(v) for v in value.values())
     return re.sub(r"\s+", " ", str(value)).strip()
 
 
@@ -131,8 +133,10 @@ def _categories(value: Any) -> list[str]:
 def _price(value: Any) -> float | None:
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if not isinstance(value, str):  # a list or an object is no one price
+        return None
     m = re.search(r"\d+(?:[.,]\d+)?", str(value).replace(",", ""))
     return float(m.group(0)) if m else None
 
