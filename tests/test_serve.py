@@ -249,6 +249,9 @@ def _bad_requests(known: str) -> list[tuple[str, str, dict, int, str, str]]:
         ("topk zero", "/recommend", {"json": {"history": [known], "topk": 0}}, 422, "topk", "between 1 and 60"),
         ("topk too large", "/recommend", {"json": {"history": [known], "topk": 61}}, 422, "topk", "got 61"),
         ("topk not a number", "/recommend", {"json": {"history": [known], "topk": "ten"}}, 422, "topk", "integer"),
+        ("topk as text", "/recommend", {"json": {"history": [known], "topk": "5"}}, 422, "topk", "integer"),
+        ("topk as a flag", "/recommend", {"json": {"history": [known], "topk": True}}, 422, "topk", "integer"),
+        ("flag as text", "/recommend", {"json": {"history": [known], "explain": "false"}}, 422, "explain", "bool"),
         ("misspelt field", "/recommend", {"json": {"history": [known], "top_k": 3}}, 422, "top_k",
          "did you mean 'topk'?"),
         ("batch: misspelt field", "/recommend/batch", {"json": {"user": []}}, 422, "user", "did you mean 'users'?"),
@@ -319,6 +322,10 @@ def test_reload_serves_added_items(server, tiny_run, histories, reference):
     sids = json.loads(sids_path.read_text())
     taken = {tuple(c) for c in sids.values()}
     free = [c for c in range(CODEBOOK ** 3) if tuple(_sid_codes(c)) not in taken][:2]
+    sids_path.write_text(json.dumps({**sids, "GHOST": _sid_codes(free[0])}))  # a SID without an item row
+    response = httpx.post(server + "/reload", timeout=60)
+    assert response.status_code == 409 and "GHOST" in response.text, response.text
+    assert httpx.get(server + "/items/GHOST", timeout=10).status_code == 404  # the old catalogue still serves
     items = datasets.load_from_disk(str(tiny_run / "data" / "items")).to_list()
     rows = [{**items[0], "item_id": i, "title": f"{i} title"} for i in new_ids]
     shutil.rmtree(tiny_run / "data" / "items")

@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 
 class RecommendRequest(BaseModel):
-    """One user's history and what to return."""
+    """One user's history and what to return. Strict types: ``"5"`` is not a topk, ``"yes"`` not a flag."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     history: list[str] = Field(description="item ids the user interacted with, oldest first",
                                examples=[["S00001", "S00017"]])
     topk: int = Field(10, description="items to return (1 to the server's max_topk)")
@@ -53,7 +53,7 @@ class RecommendRequest(BaseModel):
 class BatchRequest(BaseModel):
     """Many users at once; each entry is a /recommend body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     users: list[RecommendRequest]
 
 

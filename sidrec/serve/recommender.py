@@ -63,6 +63,10 @@ class Catalogue:
         datasets.disable_progress_bars()
         rows = {str(r["item_id"]): {k: r.get(k) for k in ITEM_FIELDS}
                 for r in datasets.load_from_disk(str(items_dir)).to_list()}
+        unknown = [i for i in sid_table.item_ids if i not in rows]
+        if unknown:  # a SID with no item behind it: one catalogue or none (`sidrec add-items` writes both)
+            raise InputError(f"{len(unknown)} items with SIDs are not in {items_dir} (first: {unknown[0]!r}); add "
+                             "new items with `sidrec add-items`, which writes both", sid_table.source)
         return cls(sid_table=sid_table, items=rows,
                    sid_strings={i: sid_table.item_sid_string(i) for i in sid_table.item_ids},
                    keywords=token_keywords(run / "align" / "sid_keywords.json"),
