@@ -295,6 +295,8 @@ def test_bad_sft_configs_are_reported_together(align_dir, tmp_path):
     assert len(err.value.problems) == 5
     with pytest.raises(ConfigError, match="num_train_epoch"):
         run_sft_from_dict({"num_train_epoch": 1}, align_dir=align_dir, output_dir=tmp_path / "o")
+    with pytest.raises(ConfigError, match="val_samples: expected int, got 'abc'"):  # not a TypeError inside
+        run_sft_from_dict({"val_samples": "abc"}, align_dir=align_dir, output_dir=tmp_path / "o")
     from sidrec.errors import InputError
 
     with pytest.raises(InputError, match="sidrec align"):

@@ -25,11 +25,14 @@ def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[Any, Any]:
     try:
         args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
     except ValueError as e:  # TrlParser: unknown YAML keys; the TRL config's __post_init__: inconsistent options
-        raise ConfigError([str(e)]) from None
+        raise ConfigError([str(e)], _config_arg(argv)) from None
     except FileNotFoundError as e:
         raise ConfigError([f"config file not found: {e.filename}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"not valid YAML: {e}"], _config_arg(argv)) from None
+    problems = type_problems(args)
+    if problems:
+        raise ConfigError(problems, _config_arg(argv))
     problems = args.problems(trainer) + trainer_problems(trainer)
     if problems:
         raise ConfigError(problems)
@@ -73,10 +76,45 @@ def parse_section(parser, options: Mapping[str, Any], fixed: Mapping[str, Any], 
         args, trainer = parser.parse_dict(merged, allow_extra_keys=False)
     except (ValueError, TypeError) as e:  # unknown keys, or the TRL config's __post_init__ refusing a combination
         raise ConfigError([str(e)], where) from None
+    problems = type_problems(args)
+    if problems:  # the checks below compare values: their types first
+        raise ConfigError(problems, where)
     problems = args.problems(trainer) + trainer_problems(trainer)
     if problems:
         raise ConfigError(problems, where)
     return args, trainer
+
+
+def type_problems(obj: Any) -> list[str]:
+    """Fields of the dataclass ``obj`` whose value is not of the annotated simple type (``int``, ``float``,
+    ``bool``, ``str``, optional, or a list of those): a pipeline section or YAML file is not type-converted by
+    ``parse_dict``, so ``val_samples: abc`` would otherwise fail deep inside the checks."""
+    import dataclasses
+    import types
+    import typing
+
+    simple = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+    hints = typing.get_type_hints(type(obj))
+    problems = []
+    for f in dataclasses.fields(obj):
+        hint, value = hints.get(f.name), getattr(obj, f.name)
+        args = typing.get_args(hint)
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+        base = next((a for a in args if a is not type(None)), None) if optional else hint
+        if value is None and optional:
+            continue
+        if typing.get_origin(base) is list and typing.get_args(base)[0] in simple:
+            kinds = simple[typing.get_args(base)[0]]
+            ok = isinstance(value, list) and all(isinstance(v, kinds) and not (
+                isinstance(v, bool) and bool not in kinds) for v in value)
+        elif base in simple:
+            kinds = simple[base]
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        else:
+            continue
+        if not ok:
+            problems.append(f"{f.name}: expected {getattr(base, '__name__', str(base))}, got {value!r:.60}")
+    return problems
 
 
 def _config_arg(argv: Sequence[str] | None) -> str | None:
