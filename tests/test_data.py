@@ -393,6 +393,10 @@ def test_a_damaged_prepared_dataset_is_named(tmp_path):
     arrow.write_bytes(arrow.read_bytes()[:100])
     with pytest.raises(InputError, match=r"e/items: damaged \(ArrowInvalid"):
         load_data(out)
+    out = prepare(PrepareConfig(source="synthetic", n_users=40, n_items=30, out=str(tmp_path / "f")))
+    (Path(out) / "stats.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"f/stats.json: damaged: expected a JSON object"):
+        load_data(out)
 
 
 def test_seqfile_item_table_with_an_extra_column_is_refused(tmp_path):

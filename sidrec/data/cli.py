@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -53,6 +54,23 @@ def _print_stats(data_dir) -> None:
     from sidrec.data.store import load_data
 
     stats = load_data(data_dir).stats
+    try:
+        table = _stats_table(Table, data_dir, stats)
+    except (KeyError, TypeError, ValueError) as e:
+        from sidrec.errors import InputError
+
+        raise InputError(f"damaged: {type(e).__name__} {e} (prepare the data again with --force)",
+                         Path(data_dir) / "stats.json") from None
+    console = Console()
+    console.print(table)
+    for note in stats.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    for rep in stats.get("read_reports", []):
+        if rep["skipped"]:
+            console.print(f"[yellow]skipped {rep['skipped']} bad lines in {rep['path']}:[/] {rep['first_skipped']}")
+
+
+def _stats_table(Table, data_dir, stats: dict):
     table = Table(title=f"{data_dir} ({stats['source']}, split: {stats['split_protocol']})")
     table.add_column("statistic")
     table.add_column("value", justify="right")
@@ -62,10 +80,4 @@ def _print_stats(data_dir) -> None:
     table.add_row("mean sequence length", f"{stats['sequence_length']['mean']:.2f}")
     for name in ("train", "valid", "test"):
         table.add_row(f"{name} samples (users)", f"{stats['samples'][name]:,} ({stats['users_in'][name]:,})")
-    console = Console()
-    console.print(table)
-    for note in stats.get("notes", []):
-        console.print(f"[yellow]note:[/] {note}")
-    for rep in stats.get("read_reports", []):
-        if rep["skipped"]:
-            console.print(f"[yellow]skipped {rep['skipped']} bad lines in {rep['path']}:[/] {rep['first_skipped']}")
+    return table

@@ -118,5 +118,7 @@ def load_data(root: str | Path) -> CanonicalData:
         except (OSError, ValueError) as e:  # a deleted split, a truncated arrow file, broken JSON
             raise InputError(f"damaged ({type(e).__name__}: {str(e)[:160]}); prepare the data again with --force",
                              root / part) from None
+    if not isinstance(parts["stats.json"], dict):
+        raise InputError("damaged: expected a JSON object; prepare the data again with --force", root / "stats.json")
     return CanonicalData(root=root, items=parts["items"], reviews=parts["reviews"], sequences=parts["sequences"],
                          train_sequences=parts["train_sequences"], splits=parts["splits"], stats=parts["stats.json"])
