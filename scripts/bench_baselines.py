@@ -14,6 +14,7 @@ What it measures and how: sidrec/benchmark/baselines.py.
 """
 
 from sidrec.benchmark.baselines import cli
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    cli()
+    run_script(cli)

@@ -4,6 +4,7 @@ What it measures and how: sidrec/benchmark/gpu.py.
 """
 
 from sidrec.benchmark.gpu import main
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,6 +29,7 @@ What it measures and how: sidrec/benchmark/pipeline.py.
 """
 
 from sidrec.benchmark.pipeline import main
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,6 +14,7 @@ What it measures and how: sidrec/benchmark/remeasure.py.
 """
 
 from sidrec.benchmark.remeasure import main
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -6,6 +6,7 @@ What it measures and how: sidrec/benchmark/sensory_synthetic.py.
 """
 
 from sidrec.benchmark.sensory_synthetic import main, make_parser
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    main(make_parser().parse_args())
+    run_script(main, make_parser().parse_args())

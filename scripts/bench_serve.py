@@ -9,6 +9,7 @@ What it measures and how: sidrec/benchmark/serve.py.
 """
 
 from sidrec.benchmark.serve import main, make_parser
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    main(make_parser().parse_args())
+    run_script(main, make_parser().parse_args())

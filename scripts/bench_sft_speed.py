@@ -8,6 +8,7 @@ What it measures and how: sidrec/benchmark/sft_speed.py.
 """
 
 from sidrec.benchmark.sft_speed import main
+from sidrec.errors import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -34,3 +34,18 @@ class ConfigError(SidrecError):
         head = f"invalid configuration{f' in {source}' if source else ''}:"
         super().__init__("\n".join([head] + [f"  - {p}" for p in problems]))
         self.problems = problems
+
+
+def run_script(main, *args, **kwargs):
+    """Run a script's ``main``: a user-facing error (:class:`SidrecError`, or a missing input file) prints one
+    ``error:`` line and exits 2, as the ``sidrec`` command does, instead of a traceback."""
+    import sys
+
+    try:
+        return main(*args, **kwargs)
+    except SidrecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except FileNotFoundError as e:  # an input path given on the command line that is not there
+        print(f"error: {e.filename}: not found", file=sys.stderr)
+        raise SystemExit(2) from None

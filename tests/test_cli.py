@@ -44,3 +44,16 @@ def test_invalid_config_lists_every_problem(tmp_path):
 def test_bad_flag_values_are_rejected(flag, value, tmp_path):
     r = run_cli("data", "prepare", flag, value, "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "Invalid value" in r.stderr
+
+
+def test_scripts_report_a_bad_input_as_one_error_line(tmp_path):
+    """Every script runs its main through sidrec.errors.run_script: a missing input is `error: ...`, exit 2."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for script in sorted((root / "scripts").glob("*.py")):
+        assert "run_script(" in script.read_text() or script.name in ("sft.py", "grpo.py"), script.name
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "bench_pipeline.py"), "--config",
+                           str(tmp_path / "missing.yaml")], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("missing.yaml: not found"), proc.stderr
+    assert "Traceback" not in proc.stderr
