@@ -476,3 +476,18 @@ def test_level_softmax_loss_trains_is_recorded_and_every_decoder_scores_by_it(al
     assert PromptSettings.load(final) == PromptSettings.load(align_dir / "model")
     with pytest.raises(ConfigError, match="sid_softmax"):
         _parse(align_dir, out, "--sid_softmax", "codebook")
+
+
+def test_the_command_line_on_a_cpu_machine_needs_no_device_flags(tmp_path):
+    """Without CUDA, `scripts/sft.py` / `sidrec sft` train on the CPU in float32 unless told otherwise (as a
+    pipeline section does), so an unknown flag is reported as such, not hidden behind TRL's bf16 check."""
+    import torch
+
+    from sidrec.train.sft import parse_args
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU defaults apply only without CUDA")
+    args, trainer = parse_args(["--align_dir", "x"])
+    assert trainer.use_cpu and not trainer.bf16 and not trainer.fp16
+    with pytest.raises(ConfigError, match="--bogus"):
+        parse_args(["--align_dir", "x", "--bogus", "1"])

@@ -20,8 +20,16 @@ VOLATILE_TRAINER_FIELDS = ("logging_dir", "resume_from_checkpoint", "overwrite_o
 def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[Any, Any]:
     """``--config file.yaml`` plus flags through a ``TrlParser`` over (sidrec dataclass, TRL config); unknown keys
     and inconsistent options raise :class:`ConfigError`."""
+    import sys
+
+    import torch
     import yaml
 
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if not torch.cuda.is_available():  # as parse_section: CPU, float32, unless told otherwise
+        given = {a.split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+        argv += [x for flag, value in (("--use_cpu", "true"), ("--bf16", "false"), ("--fp16", "false"))
+                 if flag.replace("-", "_") not in given for x in (flag, value)]
     try:
         args, trainer = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
     except ValueError as e:  # TrlParser: unknown YAML keys; the TRL config's __post_init__: inconsistent options
