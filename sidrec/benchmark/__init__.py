@@ -107,3 +107,16 @@ def write_report(out_dir: str | Path, stem: str, report: dict, markdown: str) ->
     note = reproducibility(report)
     write_json(Path(out_dir) / f"{stem}.json", {**report, "reproducibility": note})
     write_text(Path(out_dir) / f"{stem}.md", markdown.rstrip("\n") + f"\n\n## Reproducibility\n\n{note}\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count, a size, a cut-off): 0 or -5 is a usage error, not an empty run."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from sidrec.benchmark import positive_int
+
 MODELS = ("sasrec", "bert4rec", "bsarec", "gru4rec")
 FUSIONS = ("id", "asegr", "guided", "said", "llmesr")
 FLOORS = ("popularity", "random")
@@ -46,10 +48,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "on the first seed, the first seed only for the rest")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="BaselineConfig overrides for every run (YAML values)")
-    p.add_argument("--ks", nargs="+", type=int, default=list(DEFAULT_KS),
+    p.add_argument("--ks", nargs="+", type=positive_int, default=list(DEFAULT_KS),
                    help="cut-offs of the results table (10 must be one: the group table is @10)")
     p.add_argument("--title", default="Industrial_and_Scientific", help="dataset name in the results page")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="start no new run after this many minutes (rerun the command to continue)")

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sidrec.benchmark import positive_int
+
 SHAPES = {
     # name: Qwen2Config kwargs (vocab_size is max(tokenizer, this))
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
@@ -34,18 +36,18 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--model-shape", choices=sorted(SHAPES), default="tiny")
-    p.add_argument("--n-prompts", type=int, default=64)
-    p.add_argument("--prompt-tokens", type=int, default=200, help="approximate prompt length in tokens")
-    p.add_argument("--n-items", type=int, default=12000)
-    p.add_argument("--levels", type=int, default=3)
-    p.add_argument("--codebook", type=int, default=256)
-    p.add_argument("--beams", type=int, nargs="+", default=[10, 50])
-    p.add_argument("--topk", type=int, default=10, help="items per user (<= beams for the hf backends)")
-    p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (all backends)")
+    p.add_argument("--n-prompts", type=positive_int, default=64)
+    p.add_argument("--prompt-tokens", type=positive_int, default=200, help="approximate prompt length in tokens")
+    p.add_argument("--n-items", type=positive_int, default=12000)
+    p.add_argument("--levels", type=positive_int, default=3)
+    p.add_argument("--codebook", type=positive_int, default=256)
+    p.add_argument("--beams", type=positive_int, nargs="+", default=[10, 50])
+    p.add_argument("--topk", type=positive_int, default=10, help="items per user (<= beams for the hf backends)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="prompts per batch (all backends)")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=["torch", "hf", "hf-prefix-fn"],
                    help="vllm needs .venv-vllm (scripts/_env_vllm.sh)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is reported")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per setting; the best is reported")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--sid-softmax", choices=("vocab", "level"), default="vocab",
                    help="how a SID token is scored: its softmax over the whole vocabulary (a pretrained LLM, the "
                         "default) or over its level's codes only (models trained with sft.sid_softmax: level, the "

@@ -28,6 +28,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from sidrec.benchmark import positive_int
+
 # Dense bf16 peak FLOP/s by a substring of torch.cuda.get_device_name() (vendor data sheets, SXM parts).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12}
 # Measured on an H100 with a random-init Qwen2.5-0.5B-shaped model (494M parameters, bf16, sdpa attention), 64
@@ -45,17 +47,17 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("setup", help="synthetic RUN/align folder for the SFT arms")
     s.add_argument("--work", required=True, help="work folder (align/ is written inside)")
     s.add_argument("--shape", default="qwen2.5-0.5b", help="model shape, one of scripts/bench_decode.py's SHAPES")
-    s.add_argument("--seq-len", type=int, default=256, help="tokens per training example (prompt + SID + EOS)")
-    s.add_argument("--n-examples", type=int, default=2048)
+    s.add_argument("--seq-len", type=positive_int, default=256, help="tokens per training example (prompt + SID + EOS)")
+    s.add_argument("--n-examples", type=positive_int, default=2048)
     s.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("sft", help="tokens/s of the TRL arm and the plain loop (or of TRL under DeepSpeed)")
     t.add_argument("--work", required=True)
     t.add_argument("--arms", nargs="+", choices=("trl", "plain"), default=["trl", "plain"])
     t.add_argument("--tag", default="single", help="name of this part: sft_<tag>.json")
-    t.add_argument("--batch-size", type=int, default=32, help="micro-batch (examples per optimiser step)")
-    t.add_argument("--steps", type=int, default=20, help="timed optimiser steps per arm and round")
+    t.add_argument("--batch-size", type=positive_int, default=32, help="micro-batch (examples per optimiser step)")
+    t.add_argument("--steps", type=positive_int, default=20, help="timed optimiser steps per arm and round")
     t.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed round")
-    t.add_argument("--rounds", type=int, default=1, help="rounds per arm; the best is kept")
+    t.add_argument("--rounds", type=positive_int, default=1, help="rounds per arm; the best is kept")
     r = sub.add_parser("report", help="gpu_<device>.md + .json from the parts in --work")
     r.add_argument("--work", required=True)
     r.add_argument("--out", default="benchmarks/results")

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from sidrec.benchmark import positive_int
+
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,9 +31,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sft-model", default=None, help="a finished SFT model to start every seed's GRPO from "
                                                      "(default: train SFT once per seed)")
     p.add_argument("--split", choices=("valid", "test"), default="valid")
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10])
-    p.add_argument("--beams", type=int, default=20, help="beam width of the scoring decoder")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N samples of the split")
+    p.add_argument("--ks", type=positive_int, nargs="+", default=[1, 5, 10])
+    p.add_argument("--beams", type=positive_int, default=20, help="beam width of the scoring decoder")
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N samples of the split")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra GRPO options (flags of scripts/grpo.py without the dashes), e.g. learning_rate=5e-5")
     p.add_argument("--name", default="synthetic", help="results file stem: grpo_<name>")

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from sidrec.benchmark import positive_int
+
 GROUPS = ("tail_users", "tail_items")
 
 
@@ -29,13 +31,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--new", required=True, help="bench_baselines.py --work folder of the re-measured runs")
     p.add_argument("--models", nargs="+", default=["sasrec", "bsarec"])
     p.add_argument("--fusions", nargs="+", default=["id", "asegr", "llmesr"])
-    p.add_argument("--ks", nargs="+", type=int, default=[5, 10, 20], help="cut-offs of the section's table")
+    p.add_argument("--ks", nargs="+", type=positive_int, default=[5, 10, 20], help="cut-offs of the section's table")
     p.add_argument("--key", default="issue19", help="section key in the JSON and in the markdown markers")
     p.add_argument("--title", default="Rows re-measured", help="section heading")
     p.add_argument("--old-label", default="old", help="what the old rows are")
     p.add_argument("--new-label", default="new", help="what the new rows are")
     p.add_argument("--notes", default=None, help="markdown file appended to the section")
-    p.add_argument("--threads", type=int, default=1, help="torch threads the runs used (bench_baselines.py "
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads the runs used (bench_baselines.py "
                                                          "--threads), named in the device line")
     return p
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from sidrec.benchmark import ROOT
+from sidrec.benchmark import ROOT, positive_int
 
 FACET_ACC_MIN, VALUE_F1_MIN = 0.75, 0.5
 
@@ -31,13 +31,13 @@ FACET_ACC_MIN, VALUE_F1_MIN = 0.75, 0.5
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="synthetic catalogues (data seeds)")
-    p.add_argument("--n-users", type=int, default=1000)
-    p.add_argument("--n-items", type=int, default=300)
+    p.add_argument("--n-users", type=positive_int, default=1000)
+    p.add_argument("--n-items", type=positive_int, default=300)
     p.add_argument("--config", default="configs/semantics/demo.yaml", help="semantics config for the synthetic runs")
     p.add_argument("--work", default="runs/quant/syn", help="scratch folder for the synthetic runs")
     p.add_argument("--industrial", default="runs/quant/ind", help="run folder with data/ and semantics/ "
                                                                   "(empty: skip the Industrial part)")
-    p.add_argument("--examples", type=int, default=10)
+    p.add_argument("--examples", type=positive_int, default=10)
     p.add_argument("--out", default="benchmarks/results")
     return p
 

@@ -19,7 +19,7 @@ import platform
 import time
 from pathlib import Path
 
-from sidrec.benchmark import ROOT
+from sidrec.benchmark import ROOT, positive_int
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=str(ROOT / "tests/data/sensory_dev.jsonl"), help="label file")
     p.add_argument("--shared-data", default=str(ROOT.parent / "shared/data"), help="folder with the source texts")
     p.add_argument("--min-score", type=float, default=1.0, help="per item: extractor min_score")
-    p.add_argument("--max-values", type=int, default=2, help="per item: values kept per facet "
+    p.add_argument("--max-values", type=positive_int, default=2, help="per item: values kept per facet "
                                                              "(configs/semantics/industrial.yaml uses 2)")
     p.add_argument("--compare", default=str(ROOT / "benchmarks/results/sensory_dev_before.json"),
                    help="an earlier run's JSON shown beside this one (missing: no comparison)")

@@ -18,15 +18,15 @@ import argparse
 import datetime as dt
 import platform
 
-from sidrec.benchmark import ROOT
+from sidrec.benchmark import ROOT, positive_int
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    p.add_argument("--n-items", type=int, default=300)
-    p.add_argument("--n-users", type=int, default=1000, help="old check: users (they write the reviews)")
-    p.add_argument("--max-values", type=int, default=1, help="values kept per facet")
+    p.add_argument("--n-items", type=positive_int, default=300)
+    p.add_argument("--n-users", type=positive_int, default=1000, help="old check: users (they write the reviews)")
+    p.add_argument("--max-values", type=positive_int, default=1, help="values kept per facet")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results"))
     return p
 

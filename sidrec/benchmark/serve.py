@@ -29,20 +29,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from sidrec.benchmark import ROOT
+from sidrec.benchmark import ROOT, positive_int
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run directory with a trained model (RUN/grpo/final or sft/final)")
-    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrent clients per load level")
+    p.add_argument("--clients", type=positive_int, nargs="+", default=[1, 8, 32], help="concurrent clients per load level")
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per load level")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
-    p.add_argument("--topk", type=int, default=10, help="items asked for per request")
+    p.add_argument("--topk", type=positive_int, default=10, help="items asked for per request")
     p.add_argument("--split", default="test", help="split whose histories the clients send")
-    p.add_argument("--histories", type=int, default=500, help="distinct histories cycled through")
+    p.add_argument("--histories", type=positive_int, default=500, help="distinct histories cycled through")
     p.add_argument("--timeout", type=float, default=30.0, help="a request slower than this counts as failed")
-    p.add_argument("--threads", type=int, default=None, help="the server's torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="the server's torch CPU threads (default: torch's)")
     p.add_argument("--server-args", default="", help="more `sidrec serve` flags, e.g. '--max-batch 64'")
     p.add_argument("--name", default=None, help="result name: serve_<name>.json (default: the run folder's name)")
     p.add_argument("--out", default="benchmarks/results")

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sidrec.benchmark import positive_int
+
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,10 +30,10 @@ def make_parser() -> argparse.ArgumentParser:
                    "or a pipeline config (its sft section is used)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="option overrides, e.g. "
                    "per_device_train_batch_size=64")
-    p.add_argument("--steps", type=int, default=30, help="timed optimiser steps per arm and round")
+    p.add_argument("--steps", type=positive_int, default=30, help="timed optimiser steps per arm and round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed round")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds per arm; the best is kept")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--rounds", type=positive_int, default=2, help="alternating rounds per arm; the best is kept")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--name", default="cpu", help="results stem: sft_speed_<name>")
     p.add_argument("--out", default="benchmarks/results")
     return p
