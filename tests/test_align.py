@@ -374,7 +374,8 @@ def test_tiny_model_and_serve_options_are_checked_before_any_work():
 
     with pytest.raises(ConfigError) as e:
         resolve(TinyModelConfig, overrides={"head_dim": 0, "lm_learning_rate": -1, "max_position_embeddings": 0})
-    assert e.value.problems == ["max_position_embeddings: must be >= 1", "lm_learning_rate: must be > 0",
+    assert e.value.problems == ["max_position_embeddings: must be >= 64 (a prompt holds a history of SIDs)",
+                                "lm_learning_rate: must be > 0",
                                 "head_dim: must be >= 32 (vLLM's CPU attention refuses smaller heads)"]
     with pytest.raises(ConfigError, match="device: 'bogus' is not one of"):
         resolve(ServeConfig, overrides={"run": ".", "device": "bogus"})

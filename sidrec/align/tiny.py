@@ -60,10 +60,11 @@ class TinyModelConfig:
 
     def problems(self) -> list[str]:
         p = []
-        for name in ("hidden_size", "intermediate_size", "max_position_embeddings", "lm_batch_size", "lm_max_texts",
-                     "num_kv_heads"):
+        for name in ("hidden_size", "intermediate_size", "lm_batch_size", "lm_max_texts", "num_kv_heads"):
             if getattr(self, name) < 1:
                 p.append(f"{name}: must be >= 1")
+        if self.max_position_embeddings < 64:
+            p.append("max_position_embeddings: must be >= 64 (a prompt holds a history of SIDs)")
         if self.lm_learning_rate <= 0:
             p.append("lm_learning_rate: must be > 0")
         if self.head_dim < 32:
