@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sidrec.artifacts import read_json, to_plain, write_json
+from sidrec.artifacts import load_npy, read_json, to_plain, write_json
 from sidrec.config import opt
 from sidrec.errors import InputError
 from sidrec.quantize.analysis import sid_stats
@@ -112,12 +112,10 @@ def load_embeddings(semantics_dir: str | Path, which: str = "item") -> tuple[lis
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(f"item {dup!r} is listed more than once ({len(ids) - len(set(ids))} repeats)", index_path)
-    with open(path, "rb") as fh:
-        if fh.read(6) != b"\x93NUMPY":
-            raise InputError("not a .npy file (no NumPy header)", path)
+    array = load_npy(path)  # a file that is not .npy, or holds objects, is named
     try:
-        emb = np.load(path, allow_pickle=False).astype(np.float32)
-    except (ValueError, OSError, EOFError) as e:
+        emb = array.astype(np.float32)
+    except ValueError as e:
         raise InputError(f"not a numeric .npy array ({e})", path) from None
     if emb.ndim != 2 or len(emb) != len(ids):
         raise InputError(f"shape {emb.shape} does not match {len(ids)} items of item_index.json", path)
