@@ -92,6 +92,22 @@ def test_vllm_level_softmax_equals_torch(llm, reference):
     assert sid_softmax_of(llm) == sid_softmax_of(model) == "vocab"  # what recommend() reads when not told
 
 
+def test_vllm_item_head_reranking_equals_torch(llm, reference, monkeypatch):
+    """A model with the item head (``config.item_head``, sidrec/item_head.py): vLLM's beam candidates re-ranked with
+    the prompt state of a transformers forward pass give the torch backend's re-ranked list and scores."""
+    model, tokenizer = reference
+    monkeypatch.setattr(model.config, "item_head", "sid_sum", raising=False)
+    monkeypatch.setattr(llm.llm_engine.model_config.hf_config, "item_head", "sid_sum", raising=False)
+    table = random_table(5)
+    beams = max_prefixes(table)
+    got = recommend(llm, tokenizer, PROMPTS, table, beams=beams, topk=10, backend="vllm", item_weight=1.5)
+    want = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=10, backend="torch", item_weight=1.5)
+    plain = recommend(model, tokenizer, PROMPTS, table, beams=beams, topk=10, backend="torch", item_weight=0.0)
+    for g, w in zip(got, want):
+        assert_same_ranking(g, w, atol=1e-3)
+    assert any([i for i, _ in w] != [i for i, _ in p] for w, p in zip(want, plain))
+
+
 def test_zero_invalid_sids_over_10000_decodes(llm, reference):
     """50 random catalogues (1-4 levels, 1-8 codes, 1-60 items) x 200 users = 10,000 beam-search decodes with
     random beam widths and K: every item is a catalogue item, ranked, no duplicates, and each user's list equals the

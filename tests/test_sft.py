@@ -491,3 +491,77 @@ def test_the_command_line_on_a_cpu_machine_needs_no_device_flags(tmp_path):
     assert trainer.use_cpu and not trainer.bf16 and not trainer.fp16
     with pytest.raises(ConfigError, match="--bogus"):
         parse_args(["--align_dir", "x", "--bogus", "1"])
+
+
+def test_item_head_loss_is_recorded_and_the_torch_decoder_reranks_by_it(align_dir, tmp_path):
+    """``item_loss``: each item target adds ``weight x`` the cross-entropy of a softmax over every catalogue item
+    (an item's vector: the sum of its SID tokens' output embeddings) at the state before its first SID token; the
+    model's config records ``item_head``; the torch decoder's re-ranked scores are the SID log-prob plus the
+    weighted item-head log-prob, computed here from the full logits."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sidrec.decode import recommend
+    from sidrec.item_head import ItemTargets, item_head_of, item_token_ids
+    from sidrec.sid import SidTable
+    from sidrec.train.sft import level_softmax_loss, read_summary, run_sft
+
+    flags = ("--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "4", "--val_samples", "10",
+             "--val_beams", "10", "--learning_rate", "1e-2", "--eval_loss_samples", "8", "--sid_softmax", "level")
+    out = tmp_path / "item"
+    final = run_sft(*_parse(align_dir, out, "--item_loss", "1.0", *flags))
+    summary = read_summary(out)
+    assert summary["loss_last"] < summary["loss_first"]
+    assert item_head_of(final) == "sid_sum" and item_head_of(align_dir / "model") is None
+    model = AutoModelForCausalLM.from_pretrained(final).eval()
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    table = SidTable.load(align_dir / "sids")
+    ids = table.token_ids(tokenizer)
+    levels = [ids[level, :size] for level, size in enumerate(table.codebook_sizes)]
+    items = item_token_ids(table, tokenizer)
+    assert items.shape == (table.n_items, table.n_levels)
+    targets = ItemTargets(items, len(tokenizer))
+
+    # Two items in a row after some text: both are found, with the right item index; a SID cut short is not.
+    text = tokenizer("a soft red lotion", add_special_tokens=False)["input_ids"]
+    first, second = items[3].tolist(), items[7].tolist()
+    input_ids = torch.tensor([text + first + second + first[:2]])
+    labels = input_ids.clone()
+    labels[0, :2] = -100
+    shifted = labels[:, 1:]
+    rows, positions, found = targets.find(shifted)
+    assert positions.tolist() == [len(text) - 1, len(text) - 1 + len(first)] and found.tolist() == [3, 7]
+    with torch.no_grad():
+        plain = level_softmax_loss(model, {"input_ids": input_ids, "labels": labels}, levels)
+        got = level_softmax_loss(model, {"input_ids": input_ids, "labels": labels}, levels, item_targets=targets,
+                                 item_weight=0.5)
+        hidden = model.model(input_ids=input_ids).last_hidden_state[0, :-1]
+        vectors = model.get_output_embeddings().weight[items].sum(1)
+        extra = -sum((hidden[p] @ vectors.t()).log_softmax(-1)[i].item() for p, i in zip(positions.tolist(), [3, 7]))
+    n = int((shifted != -100).sum())
+    assert got.item() == pytest.approx(plain.item() + 0.5 * extra / n, rel=1e-5)
+
+    # Decoding: the re-ranked list is the pool's items sorted by SID log-prob + w * item-head log-prob.
+    prompts = [s["prompt"] for s in __import__("datasets").load_from_disk(str(align_dir / "dataset"))["valid"]][:4]
+    sid_only = recommend(model, tokenizer, prompts, table, beams=10, topk=10, item_weight=0.0)
+    reranked = recommend(model, tokenizer, prompts, table, beams=10, topk=10, item_weight=2.0)
+    assert recommend(model, tokenizer, prompts, table, beams=10, topk=10) == recommend(
+        model, tokenizer, prompts, table, beams=10, topk=10, item_weight=1.0)
+    index = table.item_index
+    with torch.no_grad():
+        for prompt, base, ranked in zip(prompts, sid_only, reranked):
+            state = model.model(**tokenizer(prompt, return_tensors="pt")).last_hidden_state[0, -1]
+            head = (state @ vectors.t()).log_softmax(-1)
+            want = sorted(((item, score + 2.0 * head[index[item]].item()) for item, score in base),
+                          key=lambda pair: -pair[1])
+            assert {i for i, _ in ranked} == {i for i, _ in want}
+            assert [s for _, s in ranked] == pytest.approx([s for _, s in want], abs=1e-4)
+    # hf re-ranks its own beam's candidates with the prompt state of a plain forward pass: the same lists.
+    for a, b in zip(reranked, recommend(model, tokenizer, prompts, table, beams=10, topk=10, backend="hf",
+                                        item_weight=2.0)):
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+        assert {i for i, _ in a} == {i for i, _ in b}
+    with pytest.raises(ValueError, match="item head"):
+        recommend(AutoModelForCausalLM.from_pretrained(align_dir / "model"), tokenizer, prompts, table, beams=10,
+                  topk=10, item_weight=1.0)
+    with pytest.raises(ConfigError, match="item_loss"):
+        _parse(align_dir, out, "--item_loss", "-1")

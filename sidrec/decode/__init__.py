@@ -19,6 +19,7 @@ from typing import Literal
 
 from sidrec.decode.run import DecodeConfig
 from sidrec.decode.run import decode as run_decode
+from sidrec.item_head import item_head_of
 from sidrec.sid import SidTable
 
 Backend = Literal["torch", "hf", "hf-prefix-fn", "vllm"]
@@ -27,7 +28,8 @@ BACKENDS: tuple[str, ...] = ("torch", "hf", "hf-prefix-fn", "vllm")
 
 def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50, topk: int = 20,
               backend: Backend = "torch", batch_size: int = 16, progress: bool = False,
-              level_softmax: bool | None = None) -> list[list[tuple[str, float]]]:
+              level_softmax: bool | None = None, item_weight: float | None = None, item_pool: int | None = None
+              ) -> list[list[tuple[str, float]]]:
     """Recommend items for already-formatted prompts (the caller applies chat templates; the SID is generated
     right after the prompt text).
 
@@ -44,6 +46,11 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
         level_softmax: score each SID token by its softmax over its level's codebook only (a model trained with
             ``sft.sid_softmax: level``); default: what the model's config records (``config.sid_softmax``), else
             the softmax over the whole vocabulary.
+        item_weight: re-rank the beam's candidates by ``SID log-prob + item_weight * item-head log-prob`` (a model
+            trained with ``sft.item_loss``, :mod:`sidrec.item_head`; torch backend); default: 1.0 for such a
+            model, else 0 (off). The torch backend re-ranks inside its beam search; hf and vllm re-rank their
+            candidates with the prompt's hidden state from a transformers forward pass (the same weights).
+        item_pool: candidates the beam search hands to that re-ranking (default ``max(topk, beams)``).
 
     Returns:
         For each prompt, up to ``topk`` ``(item_id, sid_log_prob)`` pairs, best first, no duplicates.
@@ -52,26 +59,55 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
         raise ValueError(f"beams and topk must be >= 1 (got beams={beams}, topk={topk})")
     if level_softmax is None:
         level_softmax = sid_softmax_of(model) == "level"
+    has_head = item_head_of(model) is not None
+    if item_weight is None:
+        item_weight = 1.0 if has_head else 0.0
+    if item_weight < 0:
+        raise ValueError(f"item_weight must be >= 0 (got {item_weight})")
+    if item_weight and not has_head:
+        raise ValueError("item_weight > 0 needs a model trained with the item head (sft.item_loss > 0; its config "
+                         "records item_head)")
     if backend == "torch":
         from sidrec.decode.torch_backend import recommend_torch
 
         return recommend_torch(model, tokenizer, prompts, sid_table, beams, topk, batch_size, progress,
-                               level_softmax=level_softmax)
+                               level_softmax=level_softmax, item_weight=item_weight, item_pool=item_pool)
     if backend in ("hf", "hf-prefix-fn"):
         from sidrec.decode.hf_backend import recommend_hf
 
-        return recommend_hf(model, tokenizer, prompts, sid_table, beams, topk, batch_size,
-                            constraint="processor" if backend == "hf" else "prefix_fn", progress=progress,
-                            level_softmax=level_softmax)
+        ranked = recommend_hf(model, tokenizer, prompts, sid_table, beams, max(topk, item_pool or beams) if
+                              item_weight else topk, batch_size, constraint="processor" if backend == "hf" else
+                              "prefix_fn", progress=progress, level_softmax=level_softmax)
+        if item_weight:
+            from sidrec.item_head import rerank
+
+            ranked = rerank(model, tokenizer, prompts, ranked, sid_table, item_weight, topk)
+        return ranked
     if backend == "vllm":
         from sidrec.decode.vllm_backend import recommend_vllm
 
-        return recommend_vllm(model, tokenizer, prompts, sid_table, beams, topk, progress=progress,
-                              level_softmax=level_softmax)
+        ranked = recommend_vllm(model, tokenizer, prompts, sid_table, beams,
+                                max(topk, item_pool or beams) if item_weight else topk, progress=progress,
+                                level_softmax=level_softmax)
+        if item_weight:  # the item head reads the prompt's hidden state: the same weights through transformers
+            from transformers import AutoModelForCausalLM
+
+            from sidrec.item_head import rerank
+
+            hf_model = AutoModelForCausalLM.from_pretrained(_model_folder(model)).eval()
+            ranked = rerank(hf_model, tokenizer, prompts, ranked, sid_table, item_weight, topk)
+        return ranked
     raise ValueError(f"unknown decode backend {backend!r}; expected one of {BACKENDS}")
 
 
 SID_SOFTMAX = ("vocab", "level")
+
+
+def _model_folder(model) -> str:
+    """The folder of a model path or a ``vllm.LLM``."""
+    if hasattr(model, "llm_engine"):
+        return model.llm_engine.model_config.model
+    return str(model)
 
 
 def sid_softmax_of(model) -> str:

@@ -41,6 +41,10 @@ class DecodeConfig:
     exclude_history: bool = opt(False, "drop each sample's history items from its list (the S3Rec / FMLP-Rec / "
                                        "BSARec protocol): all `beams` candidates are ranked, history items "
                                        "removed, the first `topk` kept")
+    item_weight: float | None = opt(None, "a model trained with the item head (sft.item_loss): re-rank the beam's "
+                                           "candidates by SID log-prob + item_weight x item-head log-prob (torch "
+                                           "backend); default 1.0 for such a model, 0 = SID log-prob only")
+    item_pool: int | None = opt(None, "beam candidates handed to that re-ranking (default: max(topk, beams))")
     force: bool = opt(False, "redo even when --out was written with the same options")
 
     def problems(self) -> list[str]:
@@ -52,6 +56,10 @@ class DecodeConfig:
                      "raise --beams or use --backend torch")
         if self.limit is not None and self.limit < 1:
             p.append("limit: must be >= 1")
+        if self.item_weight is not None and self.item_weight < 0:
+            p.append(f"item_weight: {self.item_weight} must be >= 0")
+        if self.item_pool is not None and self.item_pool < 1:
+            p.append("item_pool: must be >= 1")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device or ""):
             p.append(f"device: {self.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
         return p
@@ -221,7 +229,8 @@ class DecodeStage(Stage[DecodeConfig]):
         start = time.perf_counter()
         ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams,
                            topk=cfg.beams if cfg.exclude_history else cfg.topk, backend=cfg.backend,
-                           batch_size=cfg.batch_size, progress=True)
+                           batch_size=cfg.batch_size, progress=True, item_weight=cfg.item_weight,
+                           item_pool=cfg.item_pool)
         if cfg.exclude_history:
             ranked = [[(i, sc) for i, sc in items if i not in seen][:cfg.topk]
                       for items, seen in zip(ranked, map(set, samples["history"]))]

@@ -330,7 +330,7 @@ def _tree_mask(prompt_mask: torch.Tensor, ancestors: torch.Tensor, past: int, dt
 @torch.inference_mode()
 def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sid_table: SidTable,
                       sid_token_ids: torch.Tensor, beams: int, topk: int, tree: bool | None = None,
-                      level_softmax: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                      level_softmax: bool = False, return_hidden: bool = False):
     """Constrained beam search for one left-padded prompt batch (tree attention: module docstring).
 
     Args:
@@ -343,9 +343,13 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         level_softmax: score each SID token by its softmax over its level's codebook tokens only, as a model
             trained with ``sid_softmax: level`` predicts them (default: over the whole vocabulary).
 
+        return_hidden: also return the final hidden state at each prompt's last position ``(batch, hidden)``, the
+            state that predicts the first SID token (what :mod:`sidrec.item_head` scores items from).
+
     Returns:
         ``(items, scores)``, both ``(batch, k)`` with ``k = min(topk, candidates)``: item indices into
-        ``sid_table.item_ids`` (``-1`` where fewer valid items exist) and SID log-probabilities (``-inf`` there).
+        ``sid_table.item_ids`` (``-1`` where fewer valid items exist) and SID log-probabilities (``-inf`` there);
+        with ``return_hidden``, ``(items, scores, hidden)``.
     """
     if tree is None:
         tree = type(model).__name__ in TREE_MODELS and not getattr(model.config, "use_sliding_window", False)
@@ -367,10 +371,17 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     else:
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         sid_position = attention_mask.sum(-1, keepdim=True)  # (batch, 1): real tokens per prompt
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-                logits_to_keep=1)
-    cache = out.past_key_values
-    features, head = out.logits[:, -1], None  # (batch, V) logits of the first SID token
+    prompt_hidden = None
+    if return_hidden:  # the decoder, then the head on the last position (what logits_to_keep=1 computes)
+        out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                  use_cache=True)
+        prompt_hidden = out.last_hidden_state[:, -1]
+        features = model.get_output_embeddings()(prompt_hidden)
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
+                    logits_to_keep=1)
+        features = out.logits[:, -1]  # (batch, V) logits of the first SID token
+    cache, head = out.past_key_values, None
     del out
     vocab = model.get_output_embeddings().weight.shape[0] if tree else features.shape[-1]
     chunk_rows = max(32, LOGIT_CHUNK_BYTES.get(device.type, DEVICE_LOGIT_CHUNK_BYTES) // (4 * vocab))
@@ -428,25 +439,49 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
                                   -1)
             past += k
     items = sid_table.trie(device).leaf_item(node).masked_fill(~alive, -1)
+    if return_hidden:
+        return items, score.masked_fill(~alive, float("-inf")), prompt_hidden
     return items, score.masked_fill(~alive, float("-inf"))
 
 
 def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50,
-                    topk: int = 20, batch_size: int = 16, progress: bool = False, level_softmax: bool = False
-                    ) -> list[list[tuple[str, float]]]:
-    """Top-``topk`` items with SID log-probabilities for each prompt, best first (see :func:`beam_search_batch`)."""
+                    topk: int = 20, batch_size: int = 16, progress: bool = False, level_softmax: bool = False,
+                    item_weight: float = 0.0, item_pool: int | None = None) -> list[list[tuple[str, float]]]:
+    """Top-``topk`` items with SID log-probabilities for each prompt, best first (see :func:`beam_search_batch`).
+
+    ``item_weight`` > 0 (a model trained with the item head, :mod:`sidrec.item_head`): the beam search keeps its
+    best ``item_pool`` candidates (default ``max(topk, beams)``), which are re-ranked by ``SID log-prob +
+    item_weight * item-head log-prob``; that sum is the returned score.
+    """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     token_ids = cached_token_ids(sid_table, tokenizer, device)
+    rerank = item_weight > 0
+    if rerank:
+        from sidrec.item_head import item_embeddings, item_token_ids
+
+        with torch.inference_mode():
+            item_vectors = item_embeddings(model.get_output_embeddings().weight,
+                                           item_token_ids(sid_table, tokenizer).to(device))
+        pool = max(topk, item_pool or beams)
     token_lists = tokenize_prompts(tokenizer, prompts)
     pad = pad_id_of(tokenizer)
     results: list[list[tuple[str, float]]] = [[] for _ in prompts]
     batches = length_sorted_batches([len(t) for t in token_lists], batch_size)
     for index in tqdm(batches, desc="decode (torch)", disable=not progress):
         ids, mask = left_pad([token_lists[i] for i in index], pad)
-        items, scores = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids, beams,
-                                          topk, level_softmax=level_softmax)
+        if rerank:
+            items, scores, hidden = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids,
+                                                      beams, pool, level_softmax=level_softmax, return_hidden=True)
+            with torch.inference_mode():
+                item_scores = (hidden @ item_vectors.t()).float().log_softmax(-1)
+                scores = scores + item_weight * item_scores.gather(1, items.clamp(min=0))
+                scores, order = scores.masked_fill(items < 0, float("-inf")).topk(min(topk, scores.shape[1]), -1)
+                items = items.gather(1, order)
+        else:
+            items, scores = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids, beams,
+                                              topk, level_softmax=level_softmax)
         for row, i in enumerate(index):
             results[i] = [(sid_table.item_ids[it], sc) for it, sc in zip(items[row].tolist(), scores[row].tolist())
                           if it >= 0]

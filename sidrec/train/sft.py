@@ -81,6 +81,11 @@ class SftArgs:
                               "and MLP output are dropped before they join the residual stream. Added by forward "
                               "hooks, so the saved model is unchanged. Regularises small models on small data, "
                               "as SASRec's dropout does")
+    item_loss: float = opt(0.0, "weight of the item head's loss (sidrec.item_head): at each item target, a softmax "
+                                "over every catalogue item scored from the state that predicts its first SID token, "
+                                "an item's vector being the sum of its SID tokens' output embeddings (no new "
+                                "parameters). 0 = off. Recorded in the model's config (item_head), which the torch "
+                                "decoder reads to re-rank the beam's candidates (decode.item_weight)")
     use_lora: bool = opt(False, "train LoRA adapters (peft) plus full embed_tokens and lm_head; merged on save")
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
@@ -111,6 +116,10 @@ class SftArgs:
             p.append(f"sid_softmax: {self.sid_softmax!r}; choose vocab or level")
         elif self.sid_softmax == "level" and not self.model_loss:
             p.append("sid_softmax: level needs model_loss: true (TRL's fused head has no per-level softmax)")
+        if self.item_loss < 0:
+            p.append(f"item_loss: {self.item_loss} must be >= 0")
+        elif self.item_loss and not self.model_loss:
+            p.append("item_loss needs model_loss: true (the item head's loss joins sidrec's own loss)")
         if not 0.0 <= self.dropout < 1.0:
             p.append(f"dropout: {self.dropout} must be in [0, 1)")
         if self.lora_r < 1 or self.lora_alpha < 1:
@@ -209,6 +218,14 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
         level_tokens = [ids[level, :size] for level, size in enumerate(sid_table.codebook_sizes)]
     elif getattr(model.config, "sid_softmax", "vocab") != "vocab":
         model.config.sid_softmax = "vocab"
+    item_targets = None
+    if args.item_loss:
+        from sidrec.item_head import ITEM_HEAD, ItemTargets, item_token_ids
+
+        model.config.item_head = ITEM_HEAD  # saved with every checkpoint: the torch decoder re-ranks with it
+        item_targets = ItemTargets(item_token_ids(sid_table, tokenizer), len(tokenizer))
+    elif getattr(model.config, "item_head", None) is not None:
+        model.config.item_head = None
     ds = load_align_dataset(args)
     valid = ds["valid"].select(range(min(args.val_samples, len(ds["valid"])))) if args.val_samples else None
 
@@ -234,6 +251,8 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
         ranking.trainer = trainer
     if level_tokens is not None:
         trainer.sid_level_tokens = level_tokens
+    if item_targets is not None:
+        trainer.item_targets, trainer.item_loss = item_targets, args.item_loss
     # TRL's filter of fully masked examples leaves an indices mapping, through which every row the length-grouped
     # sampler draws is looked up (~1.5x slower per row); the same rows, flattened, keep the same order.
     trainer.train_dataset = trainer.train_dataset.flatten_indices()
@@ -290,12 +309,15 @@ def model_loss_trainer():
 
     class ModelLossSFTTrainer(SFTTrainer):
         sid_level_tokens: list | None = None  # set for sid_softmax: level (build_trainer)
+        item_targets = None  # an ItemTargets, set for item_loss > 0 (build_trainer)
+        item_loss: float = 0.0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             smoothing = self.args.label_smoothing_factor  # HF's option; its LabelSmoother is bypassed here
-            if self.sid_level_tokens is not None or smoothing:
+            if self.sid_level_tokens is not None or smoothing or self.item_targets is not None:
                 loss = level_softmax_loss(model, inputs, self.sid_level_tokens or [], num_items_in_batch,
-                                          label_smoothing=smoothing)
+                                          label_smoothing=smoothing, item_targets=self.item_targets,
+                                          item_weight=self.item_loss)
                 outputs = {"loss": loss}  # no logits were computed
             else:
                 extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
@@ -316,7 +338,7 @@ def model_loss_trainer():
 
 
 def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_batch=None,
-                       label_smoothing: float = 0.0):
+                       label_smoothing: float = 0.0, item_targets=None, item_weight: float = 0.0):
     """Causal-LM cross-entropy where a SID target's softmax runs over its level's codebook tokens only
     (``sid_softmax: level``) and any other target's over the whole vocabulary; summed over the target tokens
     (``labels`` != -100, shifted by one as the model's own loss does) and divided by ``num_items_in_batch`` (the
@@ -326,6 +348,10 @@ def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_bat
 
     ``level_tokens``: per SID level, the vocab ids of its codes in code order. Only the head rows a target needs
     are computed: ``(targets of level l) x (codes of level l)`` per level instead of ``targets x vocab``.
+
+    ``item_targets`` (:class:`sidrec.item_head.ItemTargets`) with ``item_weight`` > 0 adds, for every item target,
+    ``item_weight`` times the item head's cross-entropy (a softmax over all catalogue items, see
+    :mod:`sidrec.item_head`) to the sum before it is divided.
     """
     import torch
     import torch.nn.functional as F
@@ -357,6 +383,13 @@ def level_softmax_loss(model, inputs: dict, level_tokens: list, num_items_in_bat
         logits = base.get_output_embeddings()(states[text])
         loss = loss + F.cross_entropy(logits.float(), targets[text], reduction="sum",
                                       label_smoothing=label_smoothing)
+    if item_targets is not None and item_weight:
+        from sidrec.item_head import item_embeddings
+
+        rows, positions, items = item_targets.find(labels)
+        if len(rows):
+            logits = hidden[:, :-1][rows, positions] @ item_embeddings(weight, item_targets.item_tokens).t()
+            loss = loss + item_weight * F.cross_entropy(logits.float(), items, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else valid.sum()
     return loss / count
 
