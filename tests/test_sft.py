@@ -555,6 +555,15 @@ def test_item_head_loss_is_recorded_and_the_torch_decoder_reranks_by_it(align_di
                           key=lambda pair: -pair[1])
             assert {i for i, _ in ranked} == {i for i, _ in want}
             assert [s for _, s in ranked] == pytest.approx([s for _, s in want], abs=1e-4)
+    # Beams that prune nothing: the guided search and the re-ranking of every item give the same exhaustive list.
+    wide = max(int((table.trie().depth == d).sum()) for d in range(table.n_levels)) * max(table.codebook_sizes)
+    guided = recommend(model, tokenizer, prompts, table, beams=wide, topk=10, item_weight=2.0, item_search="guided")
+    everything = recommend(model, tokenizer, prompts, table, beams=wide, topk=10, item_weight=2.0,
+                           item_pool=table.n_items)
+    for a, b in zip(guided, everything):
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+    with pytest.raises(ValueError, match="guided"):
+        recommend(model, tokenizer, prompts, table, beams=10, topk=10, backend="hf", item_search="guided")
     # hf re-ranks its own beam's candidates with the prompt state of a plain forward pass: the same lists.
     for a, b in zip(reranked, recommend(model, tokenizer, prompts, table, beams=10, topk=10, backend="hf",
                                         item_weight=2.0)):

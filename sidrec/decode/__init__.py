@@ -23,13 +23,14 @@ from sidrec.item_head import item_head_of
 from sidrec.sid import SidTable
 
 Backend = Literal["torch", "hf", "hf-prefix-fn", "vllm"]
+ITEM_SEARCH: tuple[str, ...] = ("rerank", "guided")
 BACKENDS: tuple[str, ...] = ("torch", "hf", "hf-prefix-fn", "vllm")
 
 
 def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50, topk: int = 20,
               backend: Backend = "torch", batch_size: int = 16, progress: bool = False,
-              level_softmax: bool | None = None, item_weight: float | None = None, item_pool: int | None = None
-              ) -> list[list[tuple[str, float]]]:
+              level_softmax: bool | None = None, item_weight: float | None = None, item_pool: int | None = None,
+              item_search: str = "rerank") -> list[list[tuple[str, float]]]:
     """Recommend items for already-formatted prompts (the caller applies chat templates; the SID is generated
     right after the prompt text).
 
@@ -51,6 +52,8 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
             model, else 0 (off). The torch backend re-ranks inside its beam search; hf and vllm re-rank their
             candidates with the prompt's hidden state from a transformers forward pass (the same weights).
         item_pool: candidates the beam search hands to that re-ranking (default ``max(topk, beams)``).
+        item_search: ``rerank`` (the SID beam's candidates re-ranked) or ``guided`` (torch: every beam level ranks
+            prefixes by SID log-prob + item_weight x the log of the item head's mass under them).
 
     Returns:
         For each prompt, up to ``topk`` ``(item_id, sid_log_prob)`` pairs, best first, no duplicates.
@@ -64,6 +67,11 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
         item_weight = 1.0 if has_head else 0.0
     if item_weight < 0:
         raise ValueError(f"item_weight must be >= 0 (got {item_weight})")
+    if item_search not in ITEM_SEARCH:
+        raise ValueError(f"item_search {item_search!r}: expected one of {ITEM_SEARCH}")
+    if item_search == "guided" and backend != "torch":
+        raise ValueError("item_search 'guided' runs inside the torch backend's beam search; the hf and vllm backends "
+                         "re-rank (item_search 'rerank')")
     if item_weight and not has_head:
         raise ValueError("item_weight > 0 needs a model trained with the item head (sft.item_loss > 0; its config "
                          "records item_head)")
@@ -71,7 +79,8 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
         from sidrec.decode.torch_backend import recommend_torch
 
         return recommend_torch(model, tokenizer, prompts, sid_table, beams, topk, batch_size, progress,
-                               level_softmax=level_softmax, item_weight=item_weight, item_pool=item_pool)
+                               level_softmax=level_softmax, item_weight=item_weight, item_pool=item_pool,
+                               item_search=item_search)
     if backend in ("hf", "hf-prefix-fn"):
         from sidrec.decode.hf_backend import recommend_hf
 

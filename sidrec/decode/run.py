@@ -45,6 +45,9 @@ class DecodeConfig:
                                            "candidates by SID log-prob + item_weight x item-head log-prob (torch "
                                            "backend); default 1.0 for such a model, 0 = SID log-prob only")
     item_pool: int | None = opt(None, "beam candidates handed to that re-ranking (default: max(topk, beams))")
+    item_search: Literal["rerank", "guided"] = opt(
+        "rerank", "rerank: the SID beam's candidates re-ranked; guided (torch backend): every beam level ranks "
+                  "prefixes by SID log-prob + item_weight x log of the item head's mass under them")
     force: bool = opt(False, "redo even when --out was written with the same options")
 
     def problems(self) -> list[str]:
@@ -60,6 +63,8 @@ class DecodeConfig:
             p.append(f"item_weight: {self.item_weight} must be >= 0")
         if self.item_pool is not None and self.item_pool < 1:
             p.append("item_pool: must be >= 1")
+        if self.item_search == "guided" and self.backend != "torch":
+            p.append("item_search: guided needs backend torch (hf and vllm re-rank)")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device or ""):
             p.append(f"device: {self.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
         return p
@@ -230,7 +235,7 @@ class DecodeStage(Stage[DecodeConfig]):
         ranked = recommend(model, tokenizer, prompts, sid_table, beams=cfg.beams,
                            topk=cfg.beams if cfg.exclude_history else cfg.topk, backend=cfg.backend,
                            batch_size=cfg.batch_size, progress=True, item_weight=cfg.item_weight,
-                           item_pool=cfg.item_pool)
+                           item_pool=cfg.item_pool, item_search=cfg.item_search)
         if cfg.exclude_history:
             ranked = [[(i, sc) for i, sc in items if i not in seen][:cfg.topk]
                       for items, seen in zip(ranked, map(set, samples["history"]))]

@@ -327,10 +327,37 @@ def _tree_mask(prompt_mask: torch.Tensor, ancestors: torch.Tensor, past: int, dt
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
+_ITEM_PATHS: WeakKeyDictionary[SidTable, dict[str, torch.Tensor]] = WeakKeyDictionary()
+
+
+def prefix_log_mass(sid_table: SidTable, item_logits: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``(batch, n_nodes)``: for every trie node (internal nodes, then leaves: :class:`sidrec.sid.SidTrie`), the log
+    of the probability mass that ``softmax(item_logits)`` ``(batch, n_items)`` puts on the items under it (at a
+    leaf: the item's own log-probability)."""
+    per_device = _ITEM_PATHS.setdefault(sid_table, {})
+    trie = sid_table.trie(device)
+    if str(device) not in per_device:  # (n_items, n_levels - 1): each item's internal node below the root per level
+        codes = torch.as_tensor(sid_table.codes, device=device)
+        per_device[str(device)] = torch.stack([trie.walk(codes[:, :level]) for level in
+                                               range(1, sid_table.n_levels)], 1) if sid_table.n_levels > 1 else \
+            torch.zeros(len(codes), 0, dtype=torch.long, device=device)
+    paths = per_device[str(device)]
+    log_p = item_logits.log_softmax(-1)
+    probs = log_p.exp()
+    out = torch.full((log_p.shape[0], trie.n_internal + log_p.shape[1]), float("-inf"), device=device)
+    mass = torch.zeros(log_p.shape[0], trie.n_internal, device=device)
+    for level in range(paths.shape[1]):
+        mass.index_add_(1, paths[:, level], probs)
+    out[:, :trie.n_internal] = mass.clamp_min(torch.finfo(mass.dtype).tiny).log()
+    out[:, trie.n_internal:] = log_p
+    return out
+
+
 @torch.inference_mode()
 def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, sid_table: SidTable,
                       sid_token_ids: torch.Tensor, beams: int, topk: int, tree: bool | None = None,
-                      level_softmax: bool = False, return_hidden: bool = False):
+                      level_softmax: bool = False, return_hidden: bool = False,
+                      item_vectors: torch.Tensor | None = None, item_weight: float = 0.0):
     """Constrained beam search for one left-padded prompt batch (tree attention: module docstring).
 
     Args:
@@ -345,6 +372,11 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
         return_hidden: also return the final hidden state at each prompt's last position ``(batch, hidden)``, the
             state that predicts the first SID token (what :mod:`sidrec.item_head` scores items from).
+
+        item_vectors, item_weight: the item head (:mod:`sidrec.item_head`; ``(n_items, hidden)`` item vectors):
+            every prefix is ranked by its SID log-prob plus ``item_weight`` x the log of the item head's
+            probability mass under that prefix, so the beam keeps prefixes either expert favours; at the last
+            level the score is SID log-prob + ``item_weight`` x item-head log-prob (the returned score).
 
     Returns:
         ``(items, scores)``, both ``(batch, k)`` with ``k = min(topk, candidates)``: item indices into
@@ -372,7 +404,8 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         sid_position = attention_mask.sum(-1, keepdim=True)  # (batch, 1): real tokens per prompt
     prompt_hidden = None
-    if return_hidden:  # the decoder, then the head on the last position (what logits_to_keep=1 computes)
+    guided = item_vectors is not None and item_weight > 0
+    if return_hidden or guided:  # the decoder, then the head on the last position (what logits_to_keep=1 computes)
         out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                   use_cache=True)
         prompt_hidden = out.last_hidden_state[:, -1]
@@ -383,6 +416,8 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         features = out.logits[:, -1]  # (batch, V) logits of the first SID token
     cache, head = out.past_key_values, None
     del out
+    if guided:
+        node_guide = item_weight * prefix_log_mass(sid_table, (prompt_hidden @ item_vectors.t()).float(), device)
     vocab = model.get_output_embeddings().weight.shape[0] if tree else features.shape[-1]
     chunk_rows = max(32, LOGIT_CHUNK_BYTES.get(device.type, DEVICE_LOGIT_CHUNK_BYTES) // (4 * vocab))
     dtype = next(model.parameters()).dtype
@@ -416,7 +451,13 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
             candidates = log_probs.view(batch, width, n).add_(score[..., None]).masked_fill_(~allowed, float("-inf"))
             last = level == len(levels) - 1
             k = min(topk if last else beams, width * n)
-            score, flat = candidates.view(batch, -1).topk(k, dim=-1)  # exact top-k of (width * n) per prompt
+            if guided:  # rank by SID log-prob + the item head's log-mass under the prefix; carry the SID part
+                ranked = candidates.view(batch, -1) + node_guide.gather(1, child_nodes.clamp(min=0).view(batch, -1))
+                score, flat = ranked.topk(k, dim=-1)
+                if not last:
+                    score = candidates.view(batch, -1).gather(1, flat)
+            else:
+                score, flat = candidates.view(batch, -1).topk(k, dim=-1)  # exact top-k of (width * n) per prompt
             node = child_nodes.view(batch, -1).gather(1, flat)
             alive = allowed.view(batch, -1).gather(1, flat)
             if last:
@@ -446,12 +487,15 @@ def beam_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, beams: int = 50,
                     topk: int = 20, batch_size: int = 16, progress: bool = False, level_softmax: bool = False,
-                    item_weight: float = 0.0, item_pool: int | None = None) -> list[list[tuple[str, float]]]:
+                    item_weight: float = 0.0, item_pool: int | None = None, item_search: str = "rerank"
+                    ) -> list[list[tuple[str, float]]]:
     """Top-``topk`` items with SID log-probabilities for each prompt, best first (see :func:`beam_search_batch`).
 
-    ``item_weight`` > 0 (a model trained with the item head, :mod:`sidrec.item_head`): the beam search keeps its
-    best ``item_pool`` candidates (default ``max(topk, beams)``), which are re-ranked by ``SID log-prob +
-    item_weight * item-head log-prob``; that sum is the returned score.
+    ``item_weight`` > 0 (a model trained with the item head, :mod:`sidrec.item_head`): items are ranked by ``SID
+    log-prob + item_weight * item-head log-prob`` (the returned score). ``item_search`` ``rerank``: the SID beam
+    search keeps its best ``item_pool`` candidates (default ``max(topk, beams)``), which are re-ranked by that sum;
+    ``guided``: every level of the beam search ranks prefixes by their SID log-prob plus ``item_weight`` x the log
+    of the item head's mass under them, so prefixes that only the item head favours stay in the beam.
     """
     from tqdm.auto import tqdm
 
@@ -471,7 +515,11 @@ def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTabl
     batches = length_sorted_batches([len(t) for t in token_lists], batch_size)
     for index in tqdm(batches, desc="decode (torch)", disable=not progress):
         ids, mask = left_pad([token_lists[i] for i in index], pad)
-        if rerank:
+        if rerank and item_search == "guided":
+            items, scores = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids, beams,
+                                              topk, level_softmax=level_softmax, item_vectors=item_vectors,
+                                              item_weight=item_weight)
+        elif rerank:
             items, scores, hidden = beam_search_batch(model, ids.to(device), mask.to(device), sid_table, token_ids,
                                                       beams, pool, level_softmax=level_softmax, return_hidden=True)
             with torch.inference_mode():
