@@ -129,6 +129,7 @@ ADDED_ARMS = {  # arms added after the move to YAML, with their settings
     "collaborative": {"quantize.collaborative_weight": 1.0, "grpo.enabled": False},
     "no_collaborative": {"quantize.collaborative_weight": 0.0, "grpo.enabled": False},
     "no_item_head": {"sft.item_loss": 0.0, "grpo.enabled": False},
+    "item_loss3": {"sft.item_loss": 3.0, "grpo.enabled": False},
 }
 OLD_LABELS = {
     "full/grpo": "generative: SFT+GRPO (full)", "full/sft": "generative: SFT (no GRPO)",

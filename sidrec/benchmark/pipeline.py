@@ -10,6 +10,7 @@ and checks it). The shipped ones:
     no_sa_init   SID token embeddings keep the resizer's init instead of SA-Init
     no_ts_align  the main next-SID task only, without the TS-Align / item-level alignment tasks
     no_item_head (opt-in) SFT without the item head's loss (sft.item_loss 0), ranked by the SID log-prob alone
+    item_loss3   (opt-in) the item head's loss at weight 3
     ts_align     (opt-in) the TS-Align / item-level alignment tasks on: the TS-Align arm of configs that train
                  the main task only (the CPU configs)
     more_data    (opt-in) twice align.max_train_samples (the alignment tasks scale with it): more data
