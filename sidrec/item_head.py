@@ -9,7 +9,7 @@ item at once from the hidden state that predicts its first SID token::
 
 Trained beside the SID tokens' loss (``sft.item_loss``: its weight, one term per item target), it asks the hidden
 state to carry the whole item, not only its first code. At decoding the beam's candidates are re-ranked by
-``SID log-prob + weight * item-head log-prob`` (the torch backend; ``decode.item_weight``), as LIGER ranks
+``SID log-prob + weight * item-head log-prob`` (every backend; ``decode.item_weight``), as LIGER ranks
 generative candidates with its dense head. A model trained with it records ``item_head: sid_sum`` in its config.
 """
 
@@ -42,12 +42,13 @@ def item_head_of(model) -> str | None:
     return getattr(config, "item_head", None)
 
 
-def item_token_ids(sid_table: SidTable, tokenizer) -> torch.Tensor:
-    """``(n_items, n_levels)`` vocab ids of every item's SID tokens, in ``sid_table.item_ids`` order."""
+def item_token_ids(sid_table: SidTable, tokenizer, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n_items, n_levels)`` vocab ids of every item's SID tokens, in ``sid_table.item_ids`` order, on the device
+    of ``token_ids`` (:meth:`SidTable.token_ids` of ``tokenizer``, looked up when not given)."""
     import torch
 
-    ids = sid_table.token_ids(tokenizer)  # (n_levels, max_codebook)
-    codes = torch.as_tensor(sid_table.codes)
+    ids = sid_table.token_ids(tokenizer) if token_ids is None else token_ids  # (n_levels, max_codebook)
+    codes = torch.as_tensor(sid_table.codes, device=ids.device)
     return torch.stack([ids[level, codes[:, level]] for level in range(sid_table.n_levels)], dim=1)
 
 
@@ -55,11 +56,6 @@ def item_embeddings(weight: torch.Tensor, item_tokens: torch.Tensor) -> torch.Te
     """``(n_items, hidden)``: the sum of each item's SID token rows of ``weight`` (the output embeddings)."""
     return weight.index_select(0, item_tokens.reshape(-1).to(weight.device)).view(
         *item_tokens.shape, weight.shape[-1]).sum(1)
-
-
-def item_log_probs(hidden: torch.Tensor, weight: torch.Tensor, item_tokens: torch.Tensor) -> torch.Tensor:
-    """``(batch, n_items)`` item-head log-probabilities of the states ``hidden`` ``(batch, hidden)``."""
-    return (hidden @ item_embeddings(weight, item_tokens).t()).float().log_softmax(-1)
 
 
 class ItemTargets:
@@ -136,10 +132,10 @@ def rerank(model, tokenizer, prompts, ranked, sid_table: SidTable, weight: float
     with torch.inference_mode():
         vectors = item_embeddings(model.get_output_embeddings().weight, item_token_ids(sid_table, tokenizer).to(
             model.device)).float()
-        head = (states @ vectors.t()).log_softmax(-1)
     index = sid_table.item_index
     out = []
-    for row, candidates in zip(head.tolist(), ranked):
-        scored = [(item, score + weight * row[index[item]]) for item, score in candidates]
+    for state, candidates in zip(states, ranked):
+        head = (state @ vectors.t()).log_softmax(-1)[[index[item] for item, _ in candidates]].tolist()
+        scored = [(item, score + weight * h) for (item, score), h in zip(candidates, head)]
         out.append(sorted(scored, key=lambda pair: -pair[1])[:topk])
     return out

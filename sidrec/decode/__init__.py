@@ -48,7 +48,7 @@ def recommend(model, tokenizer, prompts: Sequence[str], sid_table: SidTable, bea
             ``sft.sid_softmax: level``); default: what the model's config records (``config.sid_softmax``), else
             the softmax over the whole vocabulary.
         item_weight: re-rank the beam's candidates by ``SID log-prob + item_weight * item-head log-prob`` (a model
-            trained with ``sft.item_loss``, :mod:`sidrec.item_head`; torch backend); default: 1.0 for such a
+            trained with ``sft.item_loss``, :mod:`sidrec.item_head`); default: 1.0 for such a
             model, else 0 (off). The torch backend re-ranks inside its beam search; hf and vllm re-rank their
             candidates with the prompt's hidden state from a transformers forward pass (the same weights).
         item_pool: candidates the beam search hands to that re-ranking (default ``max(topk, beams)``).

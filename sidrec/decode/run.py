@@ -42,7 +42,7 @@ class DecodeConfig:
                                        "BSARec protocol): all `beams` candidates are ranked, history items "
                                        "removed, the first `topk` kept")
     item_weight: float | None = opt(None, "a model trained with the item head (sft.item_loss): re-rank the beam's "
-                                           "candidates by SID log-prob + item_weight x item-head log-prob (torch "
+                                           "candidates by SID log-prob + item_weight x item-head log-prob (every "
                                            "backend); default 1.0 for such a model, 0 = SID log-prob only")
     item_pool: int | None = opt(None, "beam candidates handed to that re-ranking (default: max(topk, beams))")
     item_search: Literal["rerank", "guided"] = opt(

@@ -507,7 +507,7 @@ def recommend_torch(model, tokenizer, prompts: Sequence[str], sid_table: SidTabl
 
         with torch.inference_mode():
             item_vectors = item_embeddings(model.get_output_embeddings().weight,
-                                           item_token_ids(sid_table, tokenizer).to(device))
+                                           item_token_ids(sid_table, tokenizer, token_ids))
         pool = max(topk, item_pool or beams)
     token_lists = tokenize_prompts(tokenizer, prompts)
     pad = pad_id_of(tokenizer)

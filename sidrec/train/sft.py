@@ -84,7 +84,7 @@ class SftArgs:
     item_loss: float = opt(0.0, "weight of the item head's loss (sidrec.item_head): at each item target, a softmax "
                                 "over every catalogue item scored from the state that predicts its first SID token, "
                                 "an item's vector being the sum of its SID tokens' output embeddings (no new "
-                                "parameters). 0 = off. Recorded in the model's config (item_head), which the torch "
+                                "parameters). 0 = off. Recorded in the model's config (item_head), which every "
                                 "decoder reads to re-rank the beam's candidates (decode.item_weight)")
     use_lora: bool = opt(False, "train LoRA adapters (peft) plus full embed_tokens and lm_head; merged on save")
     lora_r: int = opt(16, "LoRA rank")
@@ -222,7 +222,7 @@ def build_trainer(args: SftArgs, trainer_args: SFTConfig):
     if args.item_loss:
         from sidrec.item_head import ITEM_HEAD, ItemTargets, item_token_ids
 
-        model.config.item_head = ITEM_HEAD  # saved with every checkpoint: the torch decoder re-ranks with it
+        model.config.item_head = ITEM_HEAD  # saved with every checkpoint: the decoders re-rank with it
         item_targets = ItemTargets(item_token_ids(sid_table, tokenizer), len(tokenizer))
     elif getattr(model.config, "item_head", None) is not None:
         model.config.item_head = None
